@@ -1,0 +1,191 @@
+"""Canonical binary encoding.
+
+One value has exactly one encoding, so hashes and signatures over encoded
+values are well defined. Supported values: ``None``, ``bool``, ``int``
+(arbitrary sign, at most 256 bits), ``bytes``, ``str``, ``list``/``tuple``
+(decoded as ``list``) and ``dict`` with ``str`` keys (encoded in sorted key
+order). Floats are refused: nothing that is hashed or signed may hold one.
+
+Decoding is bounded: total size, nesting depth and item counts are checked,
+and any malformed input raises :class:`CodecError` (never another exception).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_ENCODED_SIZE = 4 * 1024 * 1024
+MAX_DEPTH = 32
+MAX_INT_BITS = 256
+
+_NONE = 0x00
+_FALSE = 0x01
+_TRUE = 0x02
+_INT = 0x03
+_BYTES = 0x04
+_STR = 0x05
+_LIST = 0x06
+_DICT = 0x07
+
+
+class CodecError(ValueError):
+    """Raised for values that cannot be encoded and bytes that do not decode."""
+
+
+def _put_varint(out: bytearray, n: int) -> None:
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+
+
+def _encode(out: bytearray, value: Any, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise CodecError("value nested too deeply")
+    if value is None:
+        out.append(_NONE)
+    elif value is True:
+        out.append(_TRUE)
+    elif value is False:
+        out.append(_FALSE)
+    elif isinstance(value, int):
+        if value.bit_length() > MAX_INT_BITS:
+            raise CodecError("integer too large")
+        out.append(_INT)
+        _put_varint(out, (value << 1) if value >= 0 else ((-value << 1) - 1))
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        out.append(_BYTES)
+        _put_varint(out, len(raw))
+        out += raw
+    elif isinstance(value, str):
+        raw = value.encode("utf-8")
+        out.append(_STR)
+        _put_varint(out, len(raw))
+        out += raw
+    elif isinstance(value, (list, tuple)):
+        out.append(_LIST)
+        _put_varint(out, len(value))
+        for item in value:
+            _encode(out, item, depth + 1)
+    elif isinstance(value, dict):
+        keys = list(value.keys())
+        if not all(isinstance(k, str) for k in keys):
+            raise CodecError("dict keys must be str")
+        out.append(_DICT)
+        _put_varint(out, len(keys))
+        for key in sorted(keys):
+            raw = key.encode("utf-8")
+            _put_varint(out, len(raw))
+            out += raw
+            _encode(out, value[key], depth + 1)
+    else:
+        raise CodecError(f"cannot encode value of type {type(value).__name__}")
+
+
+def encode(value: Any) -> bytes:
+    """Return the canonical encoding of ``value``; raises CodecError if unsupported."""
+    out = bytearray()
+    _encode(out, value, 0)
+    if len(out) > MAX_ENCODED_SIZE:
+        raise CodecError(f"encoded value is {len(out)} bytes, limit {MAX_ENCODED_SIZE}")
+    return bytes(out)
+
+
+class _Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def byte(self) -> int:
+        if self.pos >= len(self.data):
+            raise CodecError("truncated input")
+        b = self.data[self.pos]
+        self.pos += 1
+        return b
+
+    def varint(self) -> int:
+        shift = 0
+        result = 0
+        while True:
+            b = self.byte()
+            result |= (b & 0x7F) << shift
+            if not b & 0x80:
+                if b == 0 and shift > 0:
+                    raise CodecError("non-canonical varint")
+                return result
+            shift += 7
+            if shift > MAX_INT_BITS + 8:
+                raise CodecError("varint too long")
+
+    def take(self, n: int) -> bytes:
+        end = self.pos + n
+        if end > len(self.data):
+            raise CodecError("truncated input")
+        raw = self.data[self.pos : end]
+        self.pos = end
+        return raw
+
+
+def _decode(r: _Reader, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        raise CodecError("input nested too deeply")
+    tag = r.byte()
+    if tag == _NONE:
+        return None
+    if tag == _TRUE:
+        return True
+    if tag == _FALSE:
+        return False
+    if tag == _INT:
+        z = r.varint()
+        if z.bit_length() > MAX_INT_BITS + 1:
+            raise CodecError("integer too large")
+        return (z >> 1) if not z & 1 else -((z + 1) >> 1)
+    if tag == _BYTES:
+        return r.take(r.varint())
+    if tag == _STR:
+        try:
+            return r.take(r.varint()).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CodecError("invalid utf-8 in string") from exc
+    if tag == _LIST:
+        count = r.varint()
+        if count > len(r.data) - r.pos:
+            raise CodecError("list count exceeds input")
+        return [_decode(r, depth + 1) for _ in range(count)]
+    if tag == _DICT:
+        count = r.varint()
+        if count > len(r.data) - r.pos:
+            raise CodecError("dict count exceeds input")
+        result: dict[str, Any] = {}
+        previous: str | None = None
+        for _ in range(count):
+            try:
+                key = r.take(r.varint()).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise CodecError("invalid utf-8 in key") from exc
+            if previous is not None and key <= previous:
+                raise CodecError("dict keys not in canonical order")
+            previous = key
+            result[key] = _decode(r, depth + 1)
+        return result
+    raise CodecError(f"unknown tag 0x{tag:02x}")
+
+
+def decode(data: bytes, max_size: int = MAX_ENCODED_SIZE) -> Any:
+    """Decode one canonical value that spans all of ``data``.
+
+    Raises CodecError on malformed, non-canonical, oversized or trailing input.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CodecError("input must be bytes")
+    if len(data) > max_size:
+        raise CodecError(f"input is {len(data)} bytes, limit {max_size}")
+    r = _Reader(bytes(data))
+    value = _decode(r, 0)
+    if r.pos != len(r.data):
+        raise CodecError("trailing bytes after value")
+    return value

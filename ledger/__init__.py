@@ -1,0 +1,1 @@
+"""dmchain ledger package."""

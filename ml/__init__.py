@@ -1,0 +1,1 @@
+"""dmchain ml package."""

@@ -1,0 +1,51 @@
+"""The ``dmchain`` command line.
+
+Each sub-command lives in its own module that exposes
+``add_arguments(parser)`` and ``run(args) -> int``; this file only lists them,
+so ``dmchain --help`` always shows the sub-commands that exist. Modules are
+imported lazily so that ``dmchain --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# (name, module, one-line help). Keep in step with the README's command reference.
+SUBCOMMANDS: list[tuple[str, str, str]] = [
+    ("version", "node.cmd_version", "print the version and the installed component versions"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the top-level parser with every sub-command registered."""
+    parser = argparse.ArgumentParser(
+        prog="dmchain",
+        description="dmchain: a permissioned consortium chain for AI data marketplaces.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name, help_text in SUBCOMMANDS:
+        module = importlib.import_module(module_name)
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(sp)
+        sp.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen sub-command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_module", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args._module.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
