@@ -1,0 +1,87 @@
+"""Canonical codec: round trips, uniqueness of encodings, and bounded decoding."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from consensus import codec
+
+values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**255), max_value=2**255)
+    | st.binary(max_size=64)
+    | st.text(max_size=32),
+    lambda children: st.lists(children, max_size=6)
+    | st.dictionaries(st.text(max_size=8), children, max_size=6),
+    max_leaves=40,
+)
+
+
+@given(values)
+def test_round_trip(value: object) -> None:
+    assert codec.decode(codec.encode(value)) == value
+
+
+@given(values)
+def test_encoding_is_canonical(value: object) -> None:
+    encoded = codec.encode(value)
+    assert codec.encode(codec.decode(encoded)) == encoded
+
+
+@given(st.binary(max_size=256))
+def test_garbage_never_raises_other_errors(data: bytes) -> None:
+    with contextlib.suppress(codec.CodecError):
+        codec.decode(data)
+
+
+def test_dict_order_does_not_change_encoding() -> None:
+    assert codec.encode({"b": 1, "a": 2}) == codec.encode({"a": 2, "b": 1})
+
+
+def test_tuple_encodes_as_list() -> None:
+    assert codec.decode(codec.encode((1, b"x"))) == [1, b"x"]
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "truncated"),
+        (b"\x04\x05ab", "truncated"),
+        (b"\x00\x00", "trailing"),
+        (b"\x09", "unknown tag"),
+        (b"\x03\x80\x00", "non-canonical"),
+        (b"\x07\x02\x01b\x00\x01a\x00", "canonical order"),
+        (b"\x06\xff\xff\xff\x0f", "exceeds"),
+    ],
+)
+def test_malformed_inputs_are_rejected(data: bytes, reason: str) -> None:
+    with pytest.raises(codec.CodecError, match=reason):
+        codec.decode(data)
+
+
+def test_floats_are_refused() -> None:
+    with pytest.raises(codec.CodecError, match="float"):
+        codec.encode([1.5])
+
+
+def test_size_and_depth_limits() -> None:
+    with pytest.raises(codec.CodecError, match="limit"):
+        codec.decode(b"\x00" * 10, max_size=5)
+    deep: list[object] = []
+    for _ in range(codec.MAX_DEPTH + 2):
+        deep = [deep]
+    with pytest.raises(codec.CodecError, match="deep"):
+        codec.encode(deep)
+    nested = b"\x06\x01" * (codec.MAX_DEPTH + 2) + b"\x00"
+    with pytest.raises(codec.CodecError, match="deep"):
+        codec.decode(nested)
+
+
+def test_integer_bound() -> None:
+    with pytest.raises(codec.CodecError, match="too large"):
+        codec.encode(2**300)
