@@ -1,0 +1,247 @@
+"""HTTP API of a node: FastAPI routes over a :class:`NodeService`, served by
+Hypercorn's trio worker inside the node's trio loop.
+
+The OpenAPI spec is served at ``/openapi.json`` (and browsable at ``/docs``).
+Transactions are posted as raw canonical bytes (``application/octet-stream``)
+or as JSON ``{"tx": "<hex>"}``; every rejection is a 4xx with a JSON body
+``{"error": "<code>", "detail": "<reason>"}``. Bodies are size-limited.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Protocol
+
+import trio
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+logger = logging.getLogger("dmchain.http")
+
+MAX_BATCH_TXS = 5_000
+MAX_WAIT_S = 60.0
+
+
+class TxRejectedError(Exception):
+    """A transaction refused at ingress; ``code`` is a stable machine-readable tag."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+class NodeService(Protocol):
+    """What the HTTP layer needs from a running node."""
+
+    max_body_bytes: int
+
+    def submit_tx(self, raw: bytes) -> bytes:
+        """Admit one encoded transaction; returns its hash or raises TxRejectedError."""
+        ...
+
+    def get_tx_status(self, tx_hash: bytes) -> dict[str, Any] | None:
+        """Return the transaction's status document, or None if unknown."""
+        ...
+
+    async def wait_tx(self, tx_hash: bytes, level: str, timeout: float) -> dict[str, Any] | None:
+        """Wait until the transaction reaches ``level`` (confirmed/settled) or times out."""
+        ...
+
+    def get_status(self) -> dict[str, Any]:
+        """Return the node status document."""
+        ...
+
+    def get_block(self, height: int) -> dict[str, Any] | None:
+        """Return the block at ``height`` with its certificate, or None."""
+        ...
+
+    def get_account(self, account: bytes) -> dict[str, Any] | None:
+        """Return an account document, or None."""
+        ...
+
+    def get_asset(self, asset_id: bytes) -> dict[str, Any] | None:
+        """Return an asset document, or None."""
+        ...
+
+    def get_validators(self) -> list[dict[str, Any]]:
+        """Return the validator set."""
+        ...
+
+    def get_supply(self) -> dict[str, Any]:
+        """Return the supply breakdown."""
+        ...
+
+    def get_metrics_text(self) -> bytes:
+        """Return the Prometheus exposition text."""
+        ...
+
+
+def _error(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+
+def _doc_or_404(doc: Any, code: str, detail: str) -> Response:
+    return _error(404, code, detail) if doc is None else JSONResponse(doc)
+
+
+def _parse_hex(value: str, size: int | None, what: str) -> bytes | JSONResponse:
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        return _error(400, "bad_hex", f"{what} must be hex")
+    if size is not None and len(raw) != size:
+        return _error(400, "bad_length", f"{what} must be {size} bytes")
+    return raw
+
+
+async def _read_body(request: Request, limit: int) -> bytes | JSONResponse:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return _error(413, "too_large", f"body over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return _error(413, "too_large", f"body over {limit} bytes")
+    return bytes(body)
+
+
+def _decode_tx_body(request: Request, body: bytes) -> list[bytes] | JSONResponse:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/octet-stream"):
+        return [body]
+    try:
+        doc = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _error(400, "malformed_body", "body is neither raw bytes nor JSON")
+    items = doc.get("txs") if isinstance(doc, dict) and "txs" in doc else None
+    if items is None:
+        items = [doc.get("tx")] if isinstance(doc, dict) else None
+    if not isinstance(items, list) or not items or len(items) > MAX_BATCH_TXS:
+        return _error(400, "malformed_body", f'expected {{"tx": hex}} or {{"txs": [hex, ...]}} '
+                      f"with at most {MAX_BATCH_TXS} items")
+    out = []
+    for item in items:
+        if not isinstance(item, str):
+            return _error(400, "malformed_body", "transactions must be hex strings")
+        try:
+            out.append(bytes.fromhex(item))
+        except ValueError:
+            return _error(400, "bad_hex", "transaction is not valid hex")
+    return out
+
+
+def create_app(service: NodeService) -> FastAPI:
+    """Return the FastAPI application for ``service``."""
+    app = FastAPI(title="dmchain node API", version="1")
+
+    @app.post("/v1/tx", summary="Submit one signed transaction (raw bytes or JSON hex)")
+    async def post_tx(request: Request) -> Response:
+        body = await _read_body(request, service.max_body_bytes)
+        if isinstance(body, JSONResponse):
+            return body
+        txs = _decode_tx_body(request, body)
+        if isinstance(txs, JSONResponse):
+            return txs
+        if len(txs) != 1:
+            return _error(400, "malformed_body", "use /v1/txs to submit several transactions")
+        try:
+            tx_hash = service.submit_tx(txs[0])
+        except TxRejectedError as exc:
+            logger.info("event=tx_rejected code=%s detail=%s", exc.code, exc.detail)
+            return _error(400 if exc.code != "mempool_full" else 503, exc.code, exc.detail)
+        return JSONResponse({"hash": tx_hash.hex()})
+
+    @app.post("/v1/txs", summary='Submit several signed transactions: {"txs": [hex, ...]}')
+    async def post_txs(request: Request) -> Response:
+        body = await _read_body(request, service.max_body_bytes)
+        if isinstance(body, JSONResponse):
+            return body
+        txs = _decode_tx_body(request, body)
+        if isinstance(txs, JSONResponse):
+            return txs
+        results: list[dict[str, str]] = []
+        for raw in txs:
+            try:
+                results.append({"hash": service.submit_tx(raw).hex()})
+            except TxRejectedError as exc:
+                results.append({"error": exc.code, "detail": exc.detail})
+        return JSONResponse({"results": results})
+
+    @app.get("/v1/tx/{tx_hash}", summary="pending | confirmed | settled | failed, with times")
+    async def get_tx(tx_hash: str) -> Response:
+        raw = _parse_hex(tx_hash, 32, "transaction hash")
+        if isinstance(raw, JSONResponse):
+            return raw
+        doc = service.get_tx_status(raw)
+        return _doc_or_404(doc, "unknown_tx", "transaction not known")
+
+    @app.get("/v1/tx/{tx_hash}/wait", summary="Long-poll until confirmed or settled")
+    async def wait_tx(tx_hash: str, level: str = "confirmed", timeout: float = 10.0) -> Response:
+        raw = _parse_hex(tx_hash, 32, "transaction hash")
+        if isinstance(raw, JSONResponse):
+            return raw
+        if level not in ("confirmed", "settled"):
+            return _error(400, "bad_level", "level must be confirmed or settled")
+        doc = await service.wait_tx(raw, level, max(0.0, min(timeout, MAX_WAIT_S)))
+        return _doc_or_404(doc, "unknown_tx", "transaction not known")
+
+    @app.get("/v1/status", summary="Height, settled height, view, leader, peers, role")
+    async def get_status() -> Response:
+        return JSONResponse(service.get_status())
+
+    @app.get("/v1/blocks/{height}", summary="A committed block with its certificate")
+    async def get_block(height: int) -> Response:
+        doc = service.get_block(height) if height >= 0 else None
+        return _doc_or_404(doc, "unknown_block", "no such block")
+
+    @app.get("/v1/accounts/{account}", summary="Balance, nonce and stake of an account")
+    async def get_account(account: str) -> Response:
+        raw = _parse_hex(account, None, "account")
+        if isinstance(raw, JSONResponse):
+            return raw
+        doc = service.get_account(raw)
+        return _doc_or_404(doc, "unknown_account", "no such account")
+
+    @app.get("/v1/assets/{asset_id}", summary="A registered data asset")
+    async def get_asset(asset_id: str) -> Response:
+        raw = _parse_hex(asset_id, None, "asset id")
+        if isinstance(raw, JSONResponse):
+            return raw
+        doc = service.get_asset(raw)
+        return _doc_or_404(doc, "unknown_asset", "no such asset")
+
+    @app.get("/v1/validators", summary="The validator set with stakes and roles")
+    async def get_validators() -> Response:
+        return JSONResponse({"validators": service.get_validators()})
+
+    @app.get("/v1/supply", summary="Supply breakdown: balances, stakes, escrow, unbonding, burned")
+    async def get_supply() -> Response:
+        return JSONResponse(service.get_supply())
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def get_metrics() -> Response:
+        return Response(service.get_metrics_text(), media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+async def serve_http(
+    app: FastAPI,
+    host: str,
+    port: int,
+    *,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` on ``host:port`` in the current trio loop until cancelled."""
+    config = HypercornConfig()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("dmchain.http.server")
+    config.keep_alive_timeout = 30
+    config.graceful_timeout = 2
+    await serve(app, config, task_status=task_status)  # type: ignore[arg-type]
