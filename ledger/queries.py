@@ -1,0 +1,134 @@
+"""Read-only queries over a :class:`ledger.state.State` (and the chain store).
+
+Every function is pure with respect to the state: it never writes. Range
+queries are bounded by :data:`MAX_QUERY_ITEMS`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from ledger import schema
+from ledger.records import Access, Account, Asset, AuditLogEntry, Kyc, Supply, Validator
+from ledger.rules import is_audit_releasable
+from ledger.state import State
+
+MAX_QUERY_ITEMS = 1_000
+
+__all__ = [
+    "MAX_QUERY_ITEMS",
+    "ValidatorInfo",
+    "get_access",
+    "get_account",
+    "get_asset",
+    "get_audit_log",
+    "get_audit_log_by_subject",
+    "get_kyc",
+    "get_stake",
+    "get_supply",
+    "get_supply_breakdown",
+    "get_validator",
+    "get_validator_set",
+    "is_audit_releasable",
+    "is_auditor",
+]
+
+
+class ValidatorInfo(NamedTuple):
+    """What the consensus layer needs about one active validator."""
+
+    public_key: bytes
+    stake: int
+    roles: tuple[str, ...]
+
+
+def get_account(state: State, account: bytes) -> Account:
+    """Return the account's balance and next nonce (zeros if unknown)."""
+    return state.get_account(account)
+
+
+def get_validator(state: State, consensus_key: bytes) -> Validator | None:
+    """Return the validator record or None."""
+    value: Validator | None = state.get(schema.validator_key(consensus_key))
+    return value
+
+
+def get_stake(state: State, consensus_key: bytes) -> int:
+    """Return the validator's bonded stake (0 if unknown)."""
+    val = get_validator(state, consensus_key)
+    return 0 if val is None else val.stake
+
+
+def get_validator_set(state: State) -> list[ValidatorInfo]:
+    """Return the active validators (bonded, not jailed, not tombstoned), sorted by key."""
+    result: list[ValidatorInfo] = []
+    for key, val in state.iterate(schema.VALIDATOR):
+        if val.stake > 0 and not val.jailed and not val.tombstoned:
+            result.append(ValidatorInfo(key[1:], val.stake, tuple(val.roles)))
+    return result
+
+
+def get_asset(state: State, asset_id: bytes) -> Asset | None:
+    """Return the data asset or None."""
+    value: Asset | None = state.get(schema.asset_key(asset_id))
+    return value
+
+
+def get_access(state: State, request_id: bytes) -> Access | None:
+    """Return the access request / grant or None."""
+    value: Access | None = state.get(schema.access_key(request_id))
+    return value
+
+
+def get_kyc(state: State, subject: bytes) -> Kyc | None:
+    """Return the subject's KYC record or None."""
+    value: Kyc | None = state.get(schema.kyc_key(subject))
+    return value
+
+
+def is_auditor(state: State, account: bytes) -> bool:
+    """Return True iff ``account`` is a registered auditor."""
+    return state.get(schema.auditor_key(account)) is not None
+
+
+def get_supply(state: State) -> Supply:
+    """Return the supply breakdown record."""
+    return state.get_supply()
+
+
+def get_supply_breakdown(state: State) -> dict[str, int]:
+    """Return the supply breakdown as a dict plus ``total`` and ``genesis_supply``.
+
+    ``total == genesis_supply`` always holds.
+    """
+    supply = state.get_supply()
+    result: dict[str, int] = dict(supply._asdict())
+    result["total"] = sum(supply)
+    result["genesis_supply"] = state.get_chain_record().genesis_supply
+    return result
+
+
+def get_audit_log(state: State, start: int, end: int) -> list[tuple[int, AuditLogEntry]]:
+    """Return audit log entries with sequence numbers in ``[start, end)`` (bounded)."""
+    end = min(end, start + MAX_QUERY_ITEMS)
+    result: list[tuple[int, AuditLogEntry]] = []
+    for seq in range(max(0, start), end):
+        entry: AuditLogEntry | None = state.get(schema.audit_log_key(seq))
+        if entry is None:
+            break
+        result.append((seq, entry))
+    return result
+
+
+def get_audit_log_by_subject(
+    state: State, subject: bytes, limit: int = MAX_QUERY_ITEMS
+) -> list[tuple[int, AuditLogEntry]]:
+    """Return the audit log entries about ``subject`` (its notifications), oldest first."""
+    prefix = schema.AUDIT_BY_SUBJECT + subject
+    result: list[tuple[int, AuditLogEntry]] = []
+    for key, _height in state.iterate(prefix)[: min(limit, MAX_QUERY_ITEMS)]:
+        seq = int.from_bytes(key[len(prefix) :], "big")
+        entry: Any = state.get(schema.audit_log_key(seq))
+        if entry is not None:
+            result.append((seq, entry))
+    return result

@@ -1,0 +1,180 @@
+"""State records and their canonical encodings, chosen by key prefix.
+
+Records are immutable values (NamedTuples): a rule never mutates a record
+in place, it writes a replacement. :func:`encode_record` / :func:`decode_record`
+are the only place where a record becomes bytes, so the state digest and the
+store agree on one encoding. Accounts use a fixed 24-byte layout (balance
+16 bytes, nonce 8 bytes, big-endian) because they are on the hot path; every
+other record is a canonical codec list.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from consensus import codec
+
+from ledger import schema
+from ledger.errors import StoreError
+from ledger.genesis import Params
+
+
+class Account(NamedTuple):
+    balance: int
+    nonce: int
+
+
+EMPTY_ACCOUNT = Account(0, 0)
+
+
+class Validator(NamedTuple):
+    operator: bytes
+    roles: list[str]
+    stake: int
+    jailed: bool
+    tombstoned: bool
+    name: str
+    peer_id: str
+    multiaddr: str
+    umbral_key: bytes
+
+
+class Asset(NamedTuple):
+    provider: bytes
+    content_hash: bytes
+    cipher_hash: bytes
+    size_bytes: int
+    metadata_hash: bytes
+    tags: list[str]
+    licence: str
+    stake: int
+    commitment: bytes
+    quality_ppm: int
+    quality_seq: int
+    active: bool
+    height: int
+
+
+ACCESS_PENDING = 0
+ACCESS_GRANTED = 1
+ACCESS_FAILED = 2
+ACCESS_DISPUTED = 3
+
+
+class Access(NamedTuple):
+    """An access request; once settled it is the access grant (same id)."""
+
+    consumer: bytes
+    asset_id: bytes
+    provider: bytes
+    escrow: int
+    price: int
+    deadline: int
+    status: int
+    height: int
+    settled_height: int
+
+
+class Kyc(NamedTuple):
+    subject: bytes
+    credential_commitment: bytes
+    capsule: bytes
+    member: bytes
+    height: int
+
+
+class AuditRequestRecord(NamedTuple):
+    auditor: bytes
+    subject: bytes
+    order_hash: bytes
+    fields: list[str]
+    reason: str
+    height: int
+    timelock_end: int
+    expiry: int
+    approvals: list[bytes]
+    objections: list[bytes]
+    releases: int
+
+
+class AuditLogEntry(NamedTuple):
+    height: int
+    kind: str
+    actor: bytes
+    subject: bytes
+    request_id: bytes
+
+
+class Supply(NamedTuple):
+    """Where every base unit is. The fields always sum to the genesis supply."""
+
+    balances: int
+    validator_stakes: int
+    asset_stakes: int
+    escrow: int
+    unbonding: int
+    fee_pool: int
+    burned: int
+
+
+class KeySetRecord(NamedTuple):
+    """A k-of-n key set; ``seq`` is the replay counter of governance actions."""
+
+    threshold: int
+    keys: list[bytes]
+    seq: int
+
+
+class ChainRecord(NamedTuple):
+    chain_id: str
+    genesis_hash: bytes
+    genesis_supply: int
+
+
+_TUPLE_RECORDS: dict[bytes, type[Any]] = {
+    schema.VALIDATOR: Validator,
+    schema.ASSET: Asset,
+    schema.ACCESS: Access,
+    schema.KYC: Kyc,
+    schema.AUDIT_REQUEST: AuditRequestRecord,
+    schema.AUDIT_LOG: AuditLogEntry,
+}
+
+_META_RECORDS: dict[bytes, type[Any]] = {
+    schema.SUPPLY_KEY: Supply,
+    schema.GOVERNANCE_KEY: KeySetRecord,
+    schema.ORACLE_KEY: KeySetRecord,
+    schema.CHAIN_KEY: ChainRecord,
+}
+
+
+def encode_record(key: bytes, value: Any) -> bytes:
+    """Return the canonical bytes of the record ``value`` stored under ``key``."""
+    prefix = key[:1]
+    if prefix == schema.ACCOUNT:
+        return int(value[0]).to_bytes(16, "big") + int(value[1]).to_bytes(8, "big")
+    if key == schema.PARAMS_KEY:
+        return codec.encode(value.to_wire())
+    if prefix in _TUPLE_RECORDS or key in _META_RECORDS:
+        return codec.encode(list(value))
+    # markers (evidence, auditors, subject index), unbonding lists, counters
+    return codec.encode(value)
+
+
+def decode_record(key: bytes, raw: bytes) -> Any:
+    """Return the record stored under ``key``; raises StoreError if ``raw`` is corrupt."""
+    prefix = key[:1]
+    try:
+        if prefix == schema.ACCOUNT:
+            if len(raw) != 24:
+                raise StoreError(f"corrupt account record under {key.hex()}")
+            return Account(int.from_bytes(raw[:16], "big"), int.from_bytes(raw[16:], "big"))
+        value = codec.decode(raw)
+        if key == schema.PARAMS_KEY:
+            return Params(**value)
+        cls = _TUPLE_RECORDS.get(prefix) or _META_RECORDS.get(key)
+        if cls is not None:
+            return cls(*value)
+        return value
+    except (codec.CodecError, TypeError) as exc:
+        raise StoreError(f"corrupt record under {key.hex()}: {exc}") from exc

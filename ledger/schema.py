@@ -1,0 +1,145 @@
+"""The key schema: the one module that owns every key prefix in the store.
+
+Keys are ``prefix byte || fixed-width fields``. Two families share the store:
+
+* **state keys** (lower-case prefixes): accounts, validators, assets, access
+  requests/grants, unbonding queues, evidence seen, KYC records, auditors,
+  audit requests, the audit log and its subject index, and ``m``-meta records
+  (parameters, supply, counters, governance and oracle sets). Every write to a
+  state key is part of a block's write set and therefore of the state digest.
+* **chain keys** (upper-case prefixes): blocks by height, height by block hash,
+  receipts by transaction hash, certificates by height, and the head pointer.
+  They are written beside the state in the same atomic batch but are not part
+  of the state digest.
+
+Heights and sequence numbers are 8-byte big-endian so prefix iteration is in
+numeric order.
+"""
+
+from __future__ import annotations
+
+ACCOUNT = b"a"
+VALIDATOR = b"v"
+ASSET = b"s"
+ACCESS = b"r"
+UNBONDING = b"u"
+EVIDENCE = b"e"
+KYC = b"k"
+AUDITOR = b"d"
+AUDIT_REQUEST = b"q"
+AUDIT_LOG = b"l"
+AUDIT_BY_SUBJECT = b"n"
+META = b"m"
+
+STATE_PREFIXES = (
+    ACCOUNT,
+    VALIDATOR,
+    ASSET,
+    ACCESS,
+    UNBONDING,
+    EVIDENCE,
+    KYC,
+    AUDITOR,
+    AUDIT_REQUEST,
+    AUDIT_LOG,
+    AUDIT_BY_SUBJECT,
+    META,
+)
+
+BLOCK = b"B"
+BLOCK_HASH = b"H"
+RECEIPT = b"R"
+CERTIFICATE = b"C"
+HEAD = b"Z"
+
+PARAMS_KEY = META + b"params"
+SUPPLY_KEY = META + b"supply"
+CHAIN_KEY = META + b"chain"
+GOVERNANCE_KEY = META + b"governance"
+ORACLE_KEY = META + b"oracle"
+AUDIT_SEQ_KEY = META + b"auditseq"
+HEAD_KEY = HEAD + b"head"
+
+
+def _u64(n: int) -> bytes:
+    return n.to_bytes(8, "big")
+
+
+def account_key(account: bytes) -> bytes:
+    """Key of an account record (32-byte public key)."""
+    return ACCOUNT + account
+
+
+def validator_key(consensus_key: bytes) -> bytes:
+    """Key of a validator record (32-byte consensus public key)."""
+    return VALIDATOR + consensus_key
+
+
+def asset_key(asset_id: bytes) -> bytes:
+    """Key of a data asset record."""
+    return ASSET + asset_id
+
+
+def access_key(request_id: bytes) -> bytes:
+    """Key of an access request (and, once settled, its grant)."""
+    return ACCESS + request_id
+
+
+def unbonding_key(height: int) -> bytes:
+    """Key of the list of unbonding entries that mature at ``height``."""
+    return UNBONDING + _u64(height)
+
+
+def evidence_key(evidence_id: bytes) -> bytes:
+    """Key marking an evidence id as already processed."""
+    return EVIDENCE + evidence_id
+
+
+def kyc_key(subject: bytes) -> bytes:
+    """Key of a subject's KYC record."""
+    return KYC + subject
+
+
+def auditor_key(account: bytes) -> bytes:
+    """Key marking ``account`` as a registered auditor."""
+    return AUDITOR + account
+
+
+def audit_request_key(request_id: bytes) -> bytes:
+    """Key of an audit request."""
+    return AUDIT_REQUEST + request_id
+
+
+def audit_log_key(seq: int) -> bytes:
+    """Key of audit log entry number ``seq``."""
+    return AUDIT_LOG + _u64(seq)
+
+
+def audit_subject_key(subject: bytes, seq: int) -> bytes:
+    """Key of the subject index entry for audit log entry ``seq``."""
+    return AUDIT_BY_SUBJECT + subject + _u64(seq)
+
+
+def block_key(height: int) -> bytes:
+    """Key of the encoded block at ``height``."""
+    return BLOCK + _u64(height)
+
+
+def block_hash_key(block_hash: bytes) -> bytes:
+    """Key mapping a block hash to its height."""
+    return BLOCK_HASH + block_hash
+
+
+def receipt_key(tx_hash: bytes) -> bytes:
+    """Key of the receipt of an accepted transaction."""
+    return RECEIPT + tx_hash
+
+
+def certificate_key(height: int) -> bytes:
+    """Key of the (opaque) consensus certificate of the block at ``height``."""
+    return CERTIFICATE + _u64(height)
+
+
+def is_state_key(key: bytes) -> bool:
+    """Return True iff ``key`` belongs to the digested state."""
+    return key[:1] in STATE_PREFIXES

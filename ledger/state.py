@@ -1,0 +1,240 @@
+"""Ledger state: a write overlay over a store, and the incremental state digest.
+
+A :class:`State` reads through three layers: the open transaction's writes,
+this block's writes (and those of uncommitted parent states), and the store
+behind a bounded cache of decoded records (:class:`StoreReader`). Applying a
+block therefore touches the store only for records not already cached, and
+costs O(writes) to digest and commit.
+
+State digest: ``digest_h = H_parts("dmchain/state/v1", digest_{h-1}, W_h)``
+where ``W_h`` is SHA-256 over the block's write set (every state key written
+while applying block ``h``, in sorted key order, each as length-prefixed key,
+a present/deleted flag and length-prefixed canonical value). ``digest_0``
+chains from 32 zero bytes over the genesis write set. The digest therefore
+commits to the whole history of state writes; two nodes agree on it iff they
+wrote the same records in every block. Chain data (blocks, receipts, head) is
+not part of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+from consensus.crypto import compute_hash_parts
+from consensus.invariant import require
+
+from ledger import schema
+from ledger.errors import StoreError
+from ledger.genesis import Params
+from ledger.records import (
+    EMPTY_ACCOUNT,
+    Account,
+    ChainRecord,
+    Supply,
+    decode_record,
+    encode_record,
+)
+from ledger.store import KVStore
+
+DIGEST_DOMAIN = b"dmchain/state/v1"
+ZERO_DIGEST = bytes(32)
+DEFAULT_CACHE_SIZE = 200_000
+_MISSING = object()
+
+
+class StoreReader:
+    """Reads decoded records from a store through a bounded cache.
+
+    The cache is write-through: :meth:`record_commit` installs the records a
+    committed block wrote, so the cache never holds stale values.
+    """
+
+    def __init__(self, store: KVStore, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+        self.store = store
+        self._cache: dict[bytes, Any] = {}
+        self._cache_size = cache_size
+
+    def get(self, key: bytes) -> Any:
+        """Return the decoded record under ``key`` or None."""
+        value = self._cache.get(key, _MISSING)
+        if value is _MISSING:
+            raw = self.store.get(key)
+            value = None if raw is None else decode_record(key, raw)
+            self._remember(key, value)
+        return value
+
+    def _remember(self, key: bytes, value: Any) -> None:
+        if len(self._cache) >= self._cache_size:
+            self._cache.clear()
+        self._cache[key] = value
+
+    def record_commit(self, writes: dict[bytes, Any]) -> None:
+        """Install committed records in the cache (bounded)."""
+        if len(self._cache) + len(writes) > self._cache_size:
+            self._cache.clear()
+        if len(writes) <= self._cache_size:
+            self._cache.update(writes)
+
+    def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, Any]]:
+        """Yield decoded ``(key, record)`` pairs under ``prefix`` from the store."""
+        for key, raw in self.store.iterate(prefix):
+            yield key, decode_record(key, raw)
+
+
+def compute_write_set_hash(encoded: dict[bytes, bytes | None]) -> bytes:
+    """Return the hash of a write set (sorted keys; see module docstring)."""
+    h = hashlib.sha256()
+    for key in sorted(encoded):
+        value = encoded[key]
+        h.update(len(key).to_bytes(4, "big"))
+        h.update(key)
+        if value is None:
+            h.update(b"\x00")
+        else:
+            h.update(b"\x01")
+            h.update(len(value).to_bytes(4, "big"))
+            h.update(value)
+    return h.digest()
+
+
+def compute_next_digest(previous: bytes, write_set_hash: bytes) -> bytes:
+    """Return ``digest_h`` from ``digest_{h-1}`` and the block's write-set hash."""
+    return compute_hash_parts(DIGEST_DOMAIN, previous, write_set_hash)
+
+
+class State:
+    """The ledger state at one height, plus the writes of blocks not yet committed.
+
+    ``height``, ``block_hash`` and ``digest`` describe the last applied block
+    (``digest`` is the state digest *after* it). After :func:`ledger.apply.apply_block`
+    the returned state holds that block's writes in ``writes`` and its
+    ``encoded_writes`` until :class:`ledger.chain.Ledger` commits them.
+    """
+
+    def __init__(
+        self,
+        reader: StoreReader,
+        chain_id: str,
+        height: int,
+        block_hash: bytes,
+        digest: bytes,
+        parent: State | None = None,
+    ) -> None:
+        self.reader = reader
+        self.chain_id = chain_id
+        self.height = height
+        self.block_hash = block_hash
+        self.digest = digest
+        self.parent = parent
+        self.writes: dict[bytes, Any] = {}
+        self.encoded_writes: dict[bytes, bytes | None] = {}
+        self.changed_validators: set[bytes] = set()
+        self._tx: dict[bytes, Any] | None = None
+        self._finalized = parent is None
+
+    # -- generic access -------------------------------------------------
+    def get(self, key: bytes) -> Any:
+        """Return the current record under ``key`` (None if absent)."""
+        tx = self._tx
+        if tx is not None and key in tx:
+            return tx[key]
+        node: State | None = self
+        while node is not None:
+            if key in node.writes:
+                return node.writes[key]
+            node = node.parent
+        return self.reader.get(key)
+
+    def put(self, key: bytes, value: Any) -> None:
+        """Write ``value`` (None deletes) under the state key ``key``."""
+        require(not self._finalized, "state is finalized; apply a block to a child state")
+        require(schema.is_state_key(key), "only state keys may be written by rules")
+        if self._tx is not None:
+            self._tx[key] = value
+        else:
+            self.writes[key] = value
+
+    def iterate(self, prefix: bytes) -> list[tuple[bytes, Any]]:
+        """Return every present ``(key, record)`` under ``prefix``, in key order.
+
+        For queries and tests; merges the store with uncommitted writes.
+        """
+        merged: dict[bytes, Any] = dict(self.reader.iterate(prefix))
+        chain: list[State] = []
+        node: State | None = self
+        while node is not None:
+            chain.append(node)
+            node = node.parent
+        for layer in reversed(chain):
+            for key, value in layer.writes.items():
+                if key.startswith(prefix):
+                    merged[key] = value
+        if self._tx is not None:
+            for key, value in self._tx.items():
+                if key.startswith(prefix):
+                    merged[key] = value
+        return sorted((k, v) for k, v in merged.items() if v is not None)
+
+    # -- transaction scope ----------------------------------------------
+    def begin_tx(self) -> None:
+        """Open a transaction scope: later writes can be dropped as one unit."""
+        require(self._tx is None, "nested transaction scope")
+        self._tx = {}
+
+    def commit_tx(self) -> None:
+        """Keep the writes of the open transaction scope."""
+        require(self._tx is not None, "no transaction scope open")
+        if self._tx:
+            self.writes.update(self._tx)
+        self._tx = None
+
+    def abort_tx(self) -> None:
+        """Drop the writes of the open transaction scope."""
+        require(self._tx is not None, "no transaction scope open")
+        self._tx = None
+
+    # -- block lifecycle ------------------------------------------------
+    def child(self) -> State:
+        """Return a new, writable state on top of this one (for the next block)."""
+        require(self._finalized, "parent state is still being applied")
+        return State(self.reader, self.chain_id, self.height, self.block_hash, self.digest, self)
+
+    def finalize(self, height: int, block_hash: bytes) -> None:
+        """Encode this block's writes and advance the digest; the state becomes read-only."""
+        require(not self._finalized and self._tx is None, "finalize called twice or mid-tx")
+        self.encoded_writes = {
+            k: None if v is None else encode_record(k, v) for k, v in self.writes.items()
+        }
+        self.digest = compute_next_digest(self.digest, compute_write_set_hash(self.encoded_writes))
+        self.height = height
+        self.block_hash = block_hash
+        self._finalized = True
+
+    # -- typed helpers ----------------------------------------------------
+    def get_params(self) -> Params:
+        """Return the current chain parameters."""
+        params = self.get(schema.PARAMS_KEY)
+        if not isinstance(params, Params):
+            raise StoreError("state has no parameters")
+        return params
+
+    def get_supply(self) -> Supply:
+        """Return the supply breakdown."""
+        supply = self.get(schema.SUPPLY_KEY)
+        if not isinstance(supply, Supply):
+            raise StoreError("state has no supply record")
+        return supply
+
+    def get_chain_record(self) -> ChainRecord:
+        """Return the chain id, genesis hash and genesis supply."""
+        record = self.get(schema.CHAIN_KEY)
+        if not isinstance(record, ChainRecord):
+            raise StoreError("state has no chain record")
+        return record
+
+    def get_account(self, account: bytes) -> Account:
+        """Return the account (zero balance and nonce if never seen)."""
+        value = self.get(schema.ACCOUNT + account)
+        return EMPTY_ACCOUNT if value is None else value

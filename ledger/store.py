@@ -1,0 +1,93 @@
+"""Key-value storage behind a small interface with atomic write batches.
+
+:class:`MemoryStore` serves tests; :class:`LevelDBStore` (plyvel) serves the
+node. Both guarantee that :meth:`KVStore.write` applies a batch of puts and
+deletes atomically: after a crash the store holds all of the batch or none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Protocol
+
+
+class KVStore(Protocol):
+    """Minimal storage interface used by the ledger."""
+
+    def get(self, key: bytes) -> bytes | None:
+        """Return the value of ``key`` or None."""
+        ...
+
+    def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Yield ``(key, value)`` for every key starting with ``prefix``, in key order."""
+        ...
+
+    def write(self, batch: Mapping[bytes, bytes | None]) -> None:
+        """Apply ``batch`` atomically; a None value deletes the key."""
+        ...
+
+    def close(self) -> None:
+        """Release the store."""
+        ...
+
+
+class MemoryStore:
+    """An in-memory store (a dict); atomic because a batch is applied in one call."""
+
+    def __init__(self) -> None:
+        self._data: dict[bytes, bytes] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        """Return the value of ``key`` or None."""
+        return self._data.get(key)
+
+    def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Yield matching items in key order (a snapshot taken at call time)."""
+        items = sorted((k, v) for k, v in self._data.items() if k.startswith(prefix))
+        yield from items
+
+    def write(self, batch: Mapping[bytes, bytes | None]) -> None:
+        """Apply ``batch``."""
+        for key, value in batch.items():
+            if value is None:
+                self._data.pop(key, None)
+            else:
+                self._data[key] = bytes(value)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class LevelDBStore:
+    """A LevelDB store (plyvel). Batches use LevelDB's atomic write batches."""
+
+    def __init__(self, path: str, *, sync: bool = True) -> None:
+        import plyvel
+
+        self._db = plyvel.DB(path, create_if_missing=True)
+        self._sync = sync
+
+    def get(self, key: bytes) -> bytes | None:
+        """Return the value of ``key`` or None."""
+        value = self._db.get(key)
+        return None if value is None else bytes(value)
+
+    def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Yield matching items in key order from a consistent snapshot."""
+        with self._db.snapshot() as snap, snap.iterator(prefix=prefix) as it:
+            for key, value in it:
+                yield bytes(key), bytes(value)
+
+    def write(self, batch: Mapping[bytes, bytes | None]) -> None:
+        """Apply ``batch`` atomically (synced to disk when ``sync`` is set)."""
+        with self._db.write_batch(transaction=True, sync=self._sync) as wb:
+            for key, value in batch.items():
+                if value is None:
+                    wb.delete(key)
+                else:
+                    wb.put(key, value)
+
+    def close(self) -> None:
+        """Close the database (idempotent)."""
+        if not self._db.closed:
+            self._db.close()

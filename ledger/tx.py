@@ -1,0 +1,356 @@
+"""Transactions: kinds, payload shapes, canonical encoding and signatures.
+
+Wire format: ``raw = body || signature`` where ``body`` is the canonical codec
+encoding of ``[TX_DOMAIN, chain_id, kind, sender, nonce, fee, payload]`` and
+``signature`` is the sender's 64-byte Ed25519 signature over ``body``. The
+transaction hash is ``SHA-256(raw)``. One encoding per transaction, so hashes
+and signatures are well defined; ``raw`` is at most :data:`MAX_TX_SIZE` bytes.
+
+Accounts are identified by their 32-byte Ed25519 public key (no address hash:
+the key is the address, so the signature check needs no lookup).
+
+Each kind has a fixed payload shape (:data:`PAYLOAD_FIELDS`) checked without
+state by :func:`decode_tx`; stateful rules live in :mod:`ledger.rules`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, NamedTuple
+
+from consensus import codec
+from consensus.crypto import compute_hash, compute_signature, is_valid_signature
+
+from ledger.errors import TxError
+
+TX_DOMAIN = "dmchain/tx/v1"
+MAX_TX_SIZE = 80 * 1024
+MAX_PROOF_SIZE = 64 * 1024
+MAX_CAPSULE_SIZE = 4 * 1024
+MAX_COMMITMENT_SIZE = 64
+MAX_SIGNATURES = 64
+MAX_TAGS = 16
+MAX_TAG_LEN = 32
+MAX_TEXT_LEN = 256
+MAX_FIELDS = 16
+MAX_CHAIN_ID_LEN = 64
+SIG_SIZE = 64
+KEY_SIZE = 32
+
+
+class TxKind(IntEnum):
+    """Transaction kinds. Values are part of the signed bytes: never renumber."""
+
+    TRANSFER = 1
+    BOND = 2
+    UNBOND = 3
+    UNJAIL = 4
+    REGISTER_ASSET = 5
+    UPDATE_QUALITY = 6
+    REQUEST_ACCESS = 7
+    SETTLE_ACCESS = 8
+    FAIL_ACCESS = 9
+    DISPUTE = 10
+    SUBMIT_EVIDENCE = 11
+    GOVERNANCE = 12
+    KYC_REGISTER = 13
+    AUDIT_REQUEST = 14
+    AUDIT_APPROVE = 15
+    AUDIT_OBJECT = 16
+    AUDIT_RELEASE = 17
+
+
+class Transfer(NamedTuple):
+    to: bytes
+    amount: int
+
+
+class Bond(NamedTuple):
+    validator: bytes
+    amount: int
+    roles: list[str]
+
+
+class Unbond(NamedTuple):
+    validator: bytes
+    amount: int
+
+
+class Unjail(NamedTuple):
+    validator: bytes
+
+
+class RegisterAsset(NamedTuple):
+    content_hash: bytes
+    cipher_hash: bytes
+    size_bytes: int
+    metadata_hash: bytes
+    tags: list[str]
+    licence: str
+    stake: int
+    commitment: bytes
+
+
+class UpdateQuality(NamedTuple):
+    asset_id: bytes
+    quality_ppm: int
+    seq: int
+    signatures: list[list[bytes]]
+
+
+class RequestAccess(NamedTuple):
+    asset_id: bytes
+
+
+class SettleAccess(NamedTuple):
+    request_id: bytes
+
+
+class FailAccess(NamedTuple):
+    request_id: bytes
+
+
+class Dispute(NamedTuple):
+    grant_id: bytes
+    proof: bytes
+
+
+class SubmitEvidence(NamedTuple):
+    evidence: Any
+
+
+class Governance(NamedTuple):
+    action: str
+    args: list[Any]
+    seq: int
+    signatures: list[list[bytes]]
+
+
+class KycRegister(NamedTuple):
+    subject: bytes
+    credential_commitment: bytes
+    capsule: bytes
+
+
+class AuditRequest(NamedTuple):
+    subject: bytes
+    order_hash: bytes
+    fields: list[str]
+    reason: str
+
+
+class AuditApprove(NamedTuple):
+    request_id: bytes
+
+
+class AuditObject(NamedTuple):
+    request_id: bytes
+    reason: str
+
+
+class AuditRelease(NamedTuple):
+    request_id: bytes
+
+
+# Field specs: "b32" 32 bytes; "uint" integer >= 0; ("bytes", n) at most n bytes;
+# ("str", n) at most n UTF-8 chars; ("strs", items, len) list of short strings;
+# "sigs" list of [public key, signature] pairs; "list" any codec list (checked by the rule).
+_B32 = "b32"
+_UINT = "uint"
+_SIGS = "sigs"
+_LIST = "list"
+
+PAYLOAD_FIELDS: dict[TxKind, tuple[type[Any], tuple[Any, ...]]] = {
+    TxKind.TRANSFER: (Transfer, (_B32, _UINT)),
+    TxKind.BOND: (Bond, (_B32, _UINT, ("strs", 2, 8))),
+    TxKind.UNBOND: (Unbond, (_B32, _UINT)),
+    TxKind.UNJAIL: (Unjail, (_B32,)),
+    TxKind.REGISTER_ASSET: (
+        RegisterAsset,
+        (
+            _B32,
+            _B32,
+            _UINT,
+            _B32,
+            ("strs", MAX_TAGS, MAX_TAG_LEN),
+            ("str", MAX_TEXT_LEN),
+            _UINT,
+            ("bytes", MAX_COMMITMENT_SIZE),
+        ),
+    ),
+    TxKind.UPDATE_QUALITY: (UpdateQuality, (_B32, _UINT, _UINT, _SIGS)),
+    TxKind.REQUEST_ACCESS: (RequestAccess, (_B32,)),
+    TxKind.SETTLE_ACCESS: (SettleAccess, (_B32,)),
+    TxKind.FAIL_ACCESS: (FailAccess, (_B32,)),
+    TxKind.DISPUTE: (Dispute, (_B32, ("bytes", MAX_PROOF_SIZE))),
+    TxKind.SUBMIT_EVIDENCE: (SubmitEvidence, (_LIST,)),
+    TxKind.GOVERNANCE: (Governance, (("str", 32), _LIST, _UINT, _SIGS)),
+    TxKind.KYC_REGISTER: (KycRegister, (_B32, _B32, ("bytes", MAX_CAPSULE_SIZE))),
+    TxKind.AUDIT_REQUEST: (
+        AuditRequest,
+        (_B32, _B32, ("strs", MAX_FIELDS, MAX_TAG_LEN), ("str", MAX_TEXT_LEN)),
+    ),
+    TxKind.AUDIT_APPROVE: (AuditApprove, (_B32,)),
+    TxKind.AUDIT_OBJECT: (AuditObject, (_B32, ("str", MAX_TEXT_LEN))),
+    TxKind.AUDIT_RELEASE: (AuditRelease, (_B32,)),
+}
+
+_UINT_MAX = (1 << 128) - 1
+
+
+def _check_field(index: int, spec: Any, value: Any) -> None:
+    where = f"payload field {index}"
+    if spec == _B32:
+        if not isinstance(value, bytes) or len(value) != 32:
+            raise TxError(f"{where} must be 32 bytes")
+    elif spec == _UINT:
+        if type(value) is not int or value < 0 or value > _UINT_MAX:
+            raise TxError(f"{where} must be an integer in [0, 2^128)")
+    elif spec == _LIST:
+        if not isinstance(value, list):
+            raise TxError(f"{where} must be a list")
+    elif spec == _SIGS:
+        if not isinstance(value, list) or len(value) > MAX_SIGNATURES:
+            raise TxError(f"{where} must be a list of at most {MAX_SIGNATURES} signatures")
+        for pair in value:
+            if (
+                not isinstance(pair, list)
+                or len(pair) != 2
+                or not isinstance(pair[0], bytes)
+                or len(pair[0]) != KEY_SIZE
+                or not isinstance(pair[1], bytes)
+                or len(pair[1]) != SIG_SIZE
+            ):
+                raise TxError(f"{where}: each signature must be [32-byte key, 64-byte signature]")
+    elif spec[0] == "bytes":
+        if not isinstance(value, bytes) or len(value) > spec[1]:
+            raise TxError(f"{where} must be at most {spec[1]} bytes")
+    elif spec[0] == "str":
+        if not isinstance(value, str) or len(value) > spec[1]:
+            raise TxError(f"{where} must be a string of at most {spec[1]} characters")
+    elif spec[0] == "strs":
+        if not isinstance(value, list) or len(value) > spec[1]:
+            raise TxError(f"{where} must be a list of at most {spec[1]} strings")
+        for item in value:
+            if not isinstance(item, str) or not item or len(item) > spec[2]:
+                raise TxError(f"{where}: each item must be 1..{spec[2]} characters")
+
+
+def compute_payload_args(kind: TxKind, payload: Any) -> Any:
+    """Return the typed payload (a NamedTuple) for ``kind``; raises TxError if malformed."""
+    cls, specs = PAYLOAD_FIELDS[kind]
+    if not isinstance(payload, list) or len(payload) != len(specs):
+        raise TxError(f"{kind.name} payload must be a list of {len(specs)} fields")
+    for index, (spec, value) in enumerate(zip(specs, payload, strict=True)):
+        _check_field(index, spec, value)
+    return cls(*payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Tx:
+    """A decoded, shape-checked transaction. ``args`` is the typed payload."""
+
+    chain_id: str
+    kind: TxKind
+    sender: bytes
+    nonce: int
+    fee: int
+    args: Any
+    signature: bytes
+    body: bytes = field(repr=False)
+    raw: bytes = field(repr=False)
+    tx_hash: bytes
+
+
+def compute_tx_body(
+    chain_id: str, kind: TxKind, sender: bytes, nonce: int, fee: int, payload: list[Any]
+) -> bytes:
+    """Return the canonical signed bytes of a transaction."""
+    return codec.encode([TX_DOMAIN, chain_id, int(kind), sender, nonce, fee, payload])
+
+
+def compute_signed_tx(
+    seed: bytes,
+    chain_id: str,
+    kind: TxKind,
+    nonce: int,
+    payload: list[Any],
+    *,
+    fee: int = 0,
+    sender: bytes | None = None,
+) -> bytes:
+    """Return the raw bytes of a transaction signed with private ``seed``."""
+    from consensus.crypto import compute_public_key
+
+    signer = sender if sender is not None else compute_public_key(seed)
+    body = compute_tx_body(chain_id, kind, signer, nonce, fee, payload)
+    return body + compute_signature(seed, body)
+
+
+def decode_tx(raw: bytes) -> Tx:
+    """Decode and shape-check raw transaction bytes (no signature check).
+
+    Raises TxError on oversized, malformed or non-canonical input.
+    """
+    if not isinstance(raw, (bytes, bytearray)):
+        raise TxError("transaction must be bytes")
+    raw = bytes(raw)
+    if len(raw) > MAX_TX_SIZE:
+        raise TxError(f"transaction is {len(raw)} bytes, limit {MAX_TX_SIZE}")
+    if len(raw) <= SIG_SIZE:
+        raise TxError("transaction too short")
+    body = raw[:-SIG_SIZE]
+    try:
+        value = codec.decode(body)
+    except codec.CodecError as exc:
+        raise TxError(f"undecodable transaction: {exc}") from exc
+    if not isinstance(value, list) or len(value) != 7 or value[0] != TX_DOMAIN:
+        raise TxError("not a dmchain transaction")
+    _, chain_id, kind, sender, nonce, fee, payload = value
+    if not isinstance(chain_id, str) or len(chain_id) > MAX_CHAIN_ID_LEN:
+        raise TxError("bad chain id")
+    try:
+        tx_kind = TxKind(kind)
+    except (ValueError, TypeError) as exc:
+        raise TxError(f"unknown transaction kind {kind!r}") from exc
+    if not isinstance(sender, bytes) or len(sender) != KEY_SIZE:
+        raise TxError("sender must be a 32-byte public key")
+    for name, number in (("nonce", nonce), ("fee", fee)):
+        if type(number) is not int or number < 0 or number > _UINT_MAX:
+            raise TxError(f"{name} must be an integer in [0, 2^128)")
+    args = compute_payload_args(tx_kind, payload)
+    return Tx(
+        chain_id,
+        tx_kind,
+        sender,
+        nonce,
+        fee,
+        args,
+        raw[-SIG_SIZE:],
+        body,
+        raw,
+        compute_hash(raw),
+    )
+
+
+def is_valid_tx_signature(tx: Tx) -> bool:
+    """Return True iff the sender's signature over the body verifies."""
+    return is_valid_signature(tx.sender, tx.body, tx.signature)
+
+
+def get_tx_error(tx: Tx | bytes, chain_id: str) -> str | None:
+    """Stateless check: size, encoding, payload shape, chain id and signature.
+
+    Returns None if the transaction may be applied on ``chain_id``, else the reason.
+    """
+    if not isinstance(tx, Tx):
+        try:
+            tx = decode_tx(tx)
+        except TxError as exc:
+            return str(exc)
+    if tx.chain_id != chain_id:
+        return f"transaction is for chain {tx.chain_id!r}, not {chain_id!r}"
+    if not is_valid_tx_signature(tx):
+        return "bad signature"
+    return None
