@@ -15,9 +15,11 @@ reordering, dropping, duplicating or truncating chunks, or appending to the
 blob, makes decryption fail. The key is fresh per asset (32 bytes), so the
 deterministic nonces never repeat under one key.
 
-AES-256-GCM from ``cryptography`` was measured at about 4 GB/s on 16 KiB
-chunks on this machine kind, against 1.6 GB/s for ChaCha20-Poly1305 and
-0.5 GB/s for PyNaCl's XChaCha20-Poly1305 (``bench/pre_timing.py``).
+AES-256-GCM from ``cryptography`` (AES-NI) was measured at 2-4 GB/s on 16 KiB
+chunks on this machine kind, against 1.2-1.6 GB/s for ChaCha20-Poly1305 and
+0.5 GB/s for PyNaCl's XChaCha20-Poly1305 (``bench/pre_timing.py``), so it is
+the cipher. The SHA-256 passes for the hashes and the commitment, not the
+cipher, dominate the cost of sealing a large file.
 
 Streaming functions hold at most two chunks in memory. The symmetric key and
 the asset nonce are arguments; :mod:`pre.randomness` is the edge that draws
