@@ -76,7 +76,9 @@ def _weights(weights: Sequence[int] | None, n: int) -> list[int]:
     return list(weights)
 
 
-def compute_weighted_mean(x: torch.Tensor, weights: Sequence[int], subset: Sequence[int]) -> torch.Tensor:
+def compute_weighted_mean(
+    x: torch.Tensor, weights: Sequence[int], subset: Sequence[int]
+) -> torch.Tensor:
     """Return the weighted mean (float32) of the rows ``subset`` of ``x``, summed in index order.
 
     Zero total weight falls back to the plain mean of the subset.
@@ -111,7 +113,7 @@ def _squared_distances(x: torch.Tensor) -> list[list[float]]:
 def compute_krum_selection(x: torch.Tensor, f: int, m: int) -> tuple[int, ...]:
     """Return the ``m`` clients with the lowest Krum scores (ties by index), ascending."""
     n = x.shape[0]
-    if not (0 <= f and 1 <= m <= n):
+    if not (f >= 0 and 1 <= m <= n):
         raise AggregationError(f"multikrum needs f >= 0 and 1 <= m <= n, got f={f} m={m} n={n}")
     if n == 1:
         return (0,)
@@ -172,7 +174,8 @@ def is_attacked_round(
     for u, p in zip(updates, previous, strict=True):
         if p is None:
             return True
-        if compute_cosine(torch.as_tensor(np.asarray(u)), torch.as_tensor(np.asarray(p))) < threshold:
+        cosine = compute_cosine(torch.as_tensor(np.asarray(u)), torch.as_tensor(np.asarray(p)))
+        if cosine < threshold:
             return True
     return False
 

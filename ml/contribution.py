@@ -56,7 +56,7 @@ def compute_loo(utility: Utility, n: int, kept: Sequence[int]) -> list[int]:
         if i in base:
             out.append(u_base - u(tuple(j for j in base if j != i)))
         else:
-            out.append(u(base + (i,)) - u_base)
+            out.append(u((*base, i)) - u_base)
     return out
 
 

@@ -16,9 +16,9 @@ import math
 
 import numpy as np
 import torch
+from consensus import codec
 from torch import nn
 
-from consensus import codec
 from ml.spec import ModelSpec
 
 WEIGHTS_FORMAT = "dmchain-weights-v1"
@@ -47,8 +47,9 @@ class _ImageCNN(nn.Module):
         self.head = nn.Linear(in_ch * size * size, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.features(x.reshape(-1, 1, self.side, self.side))
-        return self.head(h.flatten(1))
+        h: torch.Tensor = self.features(x.reshape(-1, 1, self.side, self.side))
+        out: torch.Tensor = self.head(h.flatten(1))
+        return out
 
 
 def build_model(spec: ModelSpec, features: int, classes: int) -> nn.Module:

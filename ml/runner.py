@@ -17,12 +17,11 @@ contributions. A job whose training produces NaN or infinity fails with a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn import functional
 
 from ml.aggregate import AggregationError, compute_aggregate, compute_weighted_mean
 from ml.contribution import compute_loo, compute_sampled_shapley
@@ -30,33 +29,13 @@ from ml.data import Dataset
 from ml.determinism import process_pin_torch
 from ml.metrics import compute_metric_ppm
 from ml.models import build_model, encode_weights, get_vector, process_load_vector
+from ml.result import JobResult
 from ml.seeding import compute_permutation, compute_subseed
 from ml.spec import PPM, JobSpec, compute_spec_hash
 
 
 class JobError(ValueError):
     """The job cannot run on these inputs, or its training diverged."""
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """Everything an executor reports; all integers except the weight bytes."""
-
-    spec_hash: bytes
-    weights: bytes  # ml.models.encode_weights of the final model
-    metric_ppm: int  # final model on the validation set
-    round_metrics_ppm: tuple[int, ...]
-    kept: tuple[tuple[int, ...], ...]  # per round, ascending provider indices
-    round_contributions_ppm: tuple[tuple[int, ...], ...]  # per round, per provider
-    contributions_ppm: tuple[int, ...]  # per provider, summed over rounds
-
-    def get_kept_counts(self) -> list[int]:
-        """Return, per provider, in how many rounds its update was kept."""
-        counts = [0] * len(self.contributions_ppm)
-        for kept in self.kept:
-            for i in kept:
-                counts[i] += 1
-        return counts
 
 
 def _check_inputs(spec: JobSpec, providers: Sequence[Dataset], validation: Dataset) -> None:
@@ -84,7 +63,8 @@ def _train_local(
         for start in range(0, n, spec.batch_size):
             idx = order[start : start + spec.batch_size]
             optimiser.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x[idx]), y[idx]).backward()
+            loss = functional.cross_entropy(model(x[idx]), y[idx])
+            loss.backward()  # type: ignore[no-untyped-call]
             optimiser.step()
 
 
