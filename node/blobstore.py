@@ -188,8 +188,7 @@ class BlobStore:
         ``max_blob_size`` bytes into memory.
         """
         if self.get_size(name) > self.max_blob_size:
-            self._quarantine_file(name)
-            raise BlobCorruptError(f"blob {name} exceeds the size limit on disk")
+            raise BlobTooLargeError(f"blob {name} exceeds the limit of {self.max_blob_size} bytes")
         return b"".join(self.iter_blob(name))
 
     def copy_to(self, name: str, dst: BinaryIO) -> int:

@@ -39,6 +39,7 @@ from umbral_pre import VerificationError  # type: ignore[attr-defined]  # missin
 from consensus.codec import CodecError, decode, encode
 from consensus.crypto import (
     PUBLIC_KEY_SIZE,
+    SEED_SIZE,
     SIGNATURE_SIZE,
     compute_hash_parts,
     compute_public_key,
@@ -216,8 +217,11 @@ def open_kfrag(
     Raises KeyWrapError if it was sealed to another proxy, is malformed, or was
     not signed by ``verifying_pk`` for this delegator and receiver.
     """
+    if len(proxy_seed) != SEED_SIZE:
+        raise KeyWrapError(f"proxy seed must be {SEED_SIZE} bytes")
+    box = nacl.public.SealedBox(_x25519_private(proxy_seed))
     try:
-        raw = nacl.public.SealedBox(_x25519_private(proxy_seed)).decrypt(bytes(sealed))
+        raw = box.decrypt(bytes(sealed))
     except (nacl.exceptions.CryptoError, ValueError, TypeError) as exc:
         raise KeyWrapError("kfrag is not sealed to this proxy") from exc
     try:

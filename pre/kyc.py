@@ -256,7 +256,10 @@ def _open_field(subject_id: bytes, sealed: SealedField, key: bytes) -> Any:
         )
     except (InvalidTag, ValueError) as exc:
         raise KycError(f"field {sealed.name!r} does not decrypt") from exc
-    return json.loads(plain)
+    try:
+        return json.loads(plain)
+    except (ValueError, RecursionError) as exc:
+        raise KycError(f"field {sealed.name!r} does not hold JSON") from exc
 
 
 def open_own_credential(vault_seed: bytes, sealed: SealedCredential) -> dict[str, Any]:

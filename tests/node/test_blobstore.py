@@ -123,3 +123,11 @@ def test_stale_temp_files_removed_on_open(tmp_path: Path) -> None:
     (tmp_path / "tmp" / "put-leftover").write_bytes(b"partial")
     BlobStore(tmp_path)
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_lowered_limit_refuses_in_memory_read_without_quarantine(tmp_path: Path) -> None:
+    name = BlobStore(tmp_path).put_bytes(b"z" * 2000)
+    small = BlobStore(tmp_path, max_blob_size=1000)
+    with pytest.raises(BlobTooLargeError):
+        small.get_bytes(name)
+    assert small.has(name) and small.is_intact(name)
