@@ -7,6 +7,8 @@ import os
 
 import pytest
 import umbral_pre
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consensus.codec import decode, encode
 from consensus.crypto import compute_public_key, compute_seed_from_label
@@ -242,3 +244,35 @@ def test_wrapped_key_encoding(world: World) -> None:
         WrappedKey.from_bytes(b"\x00")
     with pytest.raises(KeyWrapError, match="does not decrypt"):
         unwrap_key(umbral_pre.SecretKey.random(), world.wrapped)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.binary(max_size=200),
+    st.binary(max_size=500),
+    st.sampled_from(["capsule", "cfrag", "verifying_pk", "receiving_pk"]),
+)
+def test_evidence_check_never_raises(garbage: bytes, cfrag: bytes, field: str) -> None:
+    parts = {
+        "capsule": bytes(umbral_pre.encrypt(PK, b"k")[0]),
+        "cfrag": cfrag,
+        "verifying_pk": bytes(PK.to_compressed_bytes()),
+        "receiving_pk": bytes(PK.to_compressed_bytes()),
+    }
+    parts[field] = garbage
+    evidence = compute_signed_cfrag(
+        SEED,
+        CONTEXT,
+        parts["capsule"],
+        parts["cfrag"],
+        parts["verifying_pk"],
+        bytes(PK.to_compressed_bytes()),
+        parts["receiving_pk"],
+    )
+    result = get_bad_cfrag_evidence_error(evidence)
+    assert result is None or isinstance(result, str)
+    assert isinstance(get_bad_cfrag_evidence_error(garbage), str)
+
+
+SEED = compute_seed_from_label("fuzz-proxy")
+PK = umbral_pre.SecretKey.random().public_key()
