@@ -16,6 +16,7 @@ from collections.abc import Sequence
 # (name, module, one-line help). Keep in step with the README's command reference.
 SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("version", "node.cmd_version", "print the version and the installed component versions"),
+    ("sim", "consensus.sim.cmd", "run seeded consensus cluster simulations and check invariants"),
 ]
 
 

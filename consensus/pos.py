@@ -1,0 +1,316 @@
+"""PoS settlement validator as a pure state machine.
+
+Epoch e ends at PBFT height e * epoch_length. After executing that block a
+validator of the epoch's set signs a checkpoint vote (epoch, height,
+compute_checkpoint_digest(block_hash, state_digest)) and broadcasts it. Votes
+holding strictly more than 2/3 of the set's bonded stake settle the
+checkpoint. Epochs settle in order; the validator set (and PBFT committee) for
+epoch e+1 is the last ``next_validators`` the ledger reported in blocks up to
+e * epoch_length, applied only once checkpoint e is settled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from consensus import codec
+from consensus.checkpoint import (
+    SettledCheckpoint,
+    compute_checkpoint_digest,
+    compute_committee,
+    get_settled_checkpoint_error,
+    is_stake_quorum,
+    validators_from_wire,
+    validators_to_wire,
+)
+from consensus.crypto import compute_public_key
+from consensus.detector import EquivocationDetector
+from consensus.events import (
+    Action,
+    Alert,
+    BlockExecuted,
+    Broadcast,
+    EmitEvidence,
+    Event,
+    MessageReceived,
+    Persist,
+    Send,
+    SetTimer,
+    SettleCheckpoint,
+    TimerFired,
+    ValidatorSetChanged,
+)
+from consensus.invariant import require
+from consensus.messages import (
+    CheckpointVote,
+    MessageError,
+    SettledNotice,
+    decode_message,
+    get_message_votes,
+)
+from consensus.verify import is_valid_vote
+from consensus.votes import Vote, VoteKind, compute_vote
+
+MAX_PENDING_EPOCHS = 16
+MAX_SETTLED_KEPT = 64
+POS_MESSAGE_LIMIT = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class PosConfig:
+    """Parameters of the settlement layer."""
+
+    chain_id: str
+    epoch_length: int
+    genesis_validators: Mapping[bytes, int]
+    genesis_hash: bytes = b"\x00" * 32
+    committee_size: int = 10
+    retry_ms: int = 1000
+
+    def get_error(self) -> str | None:
+        """Return None iff the parameters are usable, else why not."""
+        if self.epoch_length < 1:
+            return "epoch_length must be positive"
+        if not self.genesis_validators or any(s <= 0 for s in self.genesis_validators.values()):
+            return "genesis validators must be non-empty with positive stakes"
+        return None
+
+
+class PosValidator:
+    """One settlement validator (or a non-voting follower when ``seed`` is None)."""
+
+    def __init__(
+        self, config: PosConfig, seed: bytes | None, restored: Mapping[str, bytes] | None = None
+    ) -> None:
+        err = config.get_error()
+        require(err is None, f"bad PoS config: {err}")
+        self.cfg = config
+        self._seed = seed
+        self.public_key = compute_public_key(seed) if seed is not None else b""
+        self.validators: dict[bytes, int] = dict(config.genesis_validators)
+        self.settled: SettledCheckpoint | None = None
+        self.settled_hashes: dict[int, bytes] = {}
+        self._settled_cps: dict[int, SettledCheckpoint] = {}
+        self._boundaries: dict[int, tuple[int, bytes, bytes]] = {}
+        self._changes: dict[int, dict[bytes, int]] = {}
+        self._signed: dict[int, bytes] = {}
+        self._my_votes: dict[int, CheckpointVote] = {}
+        self._tally: dict[tuple[int, int, bytes], dict[bytes, CheckpointVote]] = {}
+        self._detector = EquivocationDetector()
+        self._retry_token = 0
+        self._out: list[Action] = []
+        if restored:
+            self._restore(restored)
+
+    @property
+    def settled_epoch(self) -> int:
+        """The last settled epoch (0 = genesis)."""
+        return 0 if self.settled is None else self.settled.epoch
+
+    def _restore(self, records: Mapping[str, bytes]) -> None:
+        for key, raw in records.items():
+            value = codec.decode(raw)
+            if key == "pos/state":
+                self.settled = SettledCheckpoint.from_wire(value[0])
+                self.validators = validators_from_wire(value[1])
+                self.settled_hashes[self.settled.height] = self.settled.block_hash
+            elif key.startswith("pos/signed/"):
+                self._signed[int(key.rsplit("/", 1)[1])] = bytes(value)
+
+    def start(self) -> list[Action]:
+        """Return the actions to run once after construction (or restart)."""
+        self._out = []
+        self._arm_retry()
+        return self._take()
+
+    def _take(self) -> list[Action]:
+        out, self._out = self._out, []
+        return out
+
+    def _arm_retry(self) -> None:
+        self._retry_token += 1
+        self._out.append(SetTimer("pos-retry", self.cfg.retry_ms, self._retry_token))
+
+    def step(self, event: Event) -> list[Action]:
+        """Process one event; return the actions to execute in order."""
+        self._out = []
+        if isinstance(event, BlockExecuted):
+            self._on_block(event)
+        elif isinstance(event, MessageReceived):
+            self._on_bytes(event.data, event.sender)
+        elif (
+            isinstance(event, TimerFired)
+            and event.name == "pos-retry"
+            and event.token == self._retry_token
+        ):
+            for epoch in sorted(self._my_votes):
+                if epoch > self.settled_epoch:
+                    self._out.append(Broadcast(self._my_votes[epoch]))
+            self._arm_retry()
+        return self._take()
+
+    # ------------------------------------------------------------ blocks
+
+    def _on_block(self, ev: BlockExecuted) -> None:
+        settled_hash = self.settled_hashes.get(ev.height)
+        if settled_hash is not None and settled_hash != ev.block_hash:
+            self._out.append(Alert(f"block {ev.height} conflicts with a settled checkpoint"))
+            return
+        if self.settled is not None and ev.height <= self.settled.height:
+            return
+        e = self.cfg.epoch_length
+        epoch = (ev.height + e - 1) // e
+        if epoch > self.settled_epoch + MAX_PENDING_EPOCHS:
+            self._out.append(Alert("block too far beyond the last settled checkpoint"))
+            return
+        if ev.next_validators is not None:
+            self._changes[epoch] = dict(ev.next_validators)
+        if ev.height % e != 0:
+            return
+        self._boundaries[epoch] = (ev.height, ev.block_hash, ev.state_digest)
+        self._sign_checkpoint(epoch)
+
+    def _validators_for(self, epoch: int) -> dict[bytes, int] | None:
+        return self.validators if epoch == self.settled_epoch + 1 else None
+
+    def _sign_checkpoint(self, epoch: int) -> None:
+        if self._seed is None or epoch in self._my_votes:
+            return
+        if epoch != self.settled_epoch + 1 or self.public_key not in self.validators:
+            return
+        height, block_hash, state_digest = self._boundaries[epoch]
+        digest = compute_checkpoint_digest(block_hash, state_digest)
+        previous = self._signed.get(epoch)
+        if previous is not None and previous != digest:
+            self._out.append(Alert(f"refused to sign a second checkpoint for epoch {epoch}"))
+            return
+        if previous is None:
+            self._signed[epoch] = digest
+            self._out.append(Persist(f"pos/signed/{epoch}", codec.encode(digest)))
+        vote = compute_vote(
+            self._seed,
+            self.public_key,
+            self.cfg.chain_id,
+            VoteKind.POS_CHECKPOINT,
+            epoch,
+            height,
+            digest,
+        )
+        msg = CheckpointVote(vote, block_hash, state_digest)
+        self._my_votes[epoch] = msg
+        self._out.append(Broadcast(msg))
+        self._add(msg)
+
+    # ------------------------------------------------------------ messages
+
+    def _on_bytes(self, data: bytes, sender: int) -> None:
+        try:
+            msg = decode_message(data, max_size=POS_MESSAGE_LIMIT)
+        except MessageError as exc:
+            self._out.append(Alert(f"dropped malformed message: {exc}"))
+            return
+        for vote in get_message_votes(msg):
+            self._scan(vote)
+        if isinstance(msg, CheckpointVote):
+            self._on_vote(msg, sender)
+        elif isinstance(msg, SettledNotice):
+            self._on_notice(msg.checkpoint)
+
+    def _scan(self, vote: Vote) -> None:
+        if vote.kind != VoteKind.POS_CHECKPOINT or not is_valid_vote(vote, self.cfg.chain_id):
+            return
+        evidence = self._detector.process_vote(vote)
+        if evidence is not None:
+            self._out.append(EmitEvidence(evidence))
+
+    def _on_vote(self, msg: CheckpointVote, sender: int) -> None:
+        vote = msg.vote
+        if vote.kind != VoteKind.POS_CHECKPOINT or not is_valid_vote(vote, self.cfg.chain_id):
+            return
+        if vote.digest != compute_checkpoint_digest(msg.block_hash, msg.state_digest):
+            return
+        if vote.round <= self.settled_epoch:
+            known = self._settled_cps.get(vote.round)
+            if known is not None and sender >= 0:
+                self._out.append(Send(sender, SettledNotice(known)))
+            return
+        if vote.round > self.settled_epoch + MAX_PENDING_EPOCHS:
+            return
+        if vote.position != vote.round * self.cfg.epoch_length:
+            return
+        self._add(msg)
+
+    def _add(self, msg: CheckpointVote) -> None:
+        v = msg.vote
+        self._tally.setdefault((v.round, v.position, v.digest), {})[v.signer] = msg
+        self._try_settle(v.round)
+
+    def _try_settle(self, epoch: int) -> None:
+        validators = self._validators_for(epoch)
+        if validators is None:
+            return
+        total = sum(validators.values())
+        for (e, height, digest), votes in sorted(self._tally.items()):
+            if e != epoch:
+                continue
+            members = {pk: m for pk, m in votes.items() if pk in validators}
+            stake = sum(validators[pk] for pk in members)
+            if is_stake_quorum(stake, total):
+                first = next(iter(members.values()))
+                cp = SettledCheckpoint(
+                    epoch,
+                    height,
+                    first.block_hash,
+                    first.state_digest,
+                    tuple(members[pk].vote for pk in sorted(members)),
+                )
+                require(cp.digest == digest, "tally digest mismatch")
+                self._settle(cp)
+                return
+
+    def _on_notice(self, cp: SettledCheckpoint) -> None:
+        if cp.epoch != self.settled_epoch + 1:
+            return
+        err = get_settled_checkpoint_error(cp, self.validators, self.cfg.chain_id)
+        if err is not None:
+            self._out.append(Alert(f"dropped settled checkpoint: {err}"))
+            return
+        self._settle(cp)
+
+    def _settle(self, cp: SettledCheckpoint) -> None:
+        require(cp.epoch == self.settled_epoch + 1, "checkpoints settle in order")
+        mine = self._boundaries.get(cp.epoch)
+        if mine is not None and mine[1] != cp.block_hash:
+            self._out.append(Alert(f"local block {cp.height} conflicts with settled checkpoint"))
+        self.settled = cp
+        self.settled_hashes[cp.height] = cp.block_hash
+        self._settled_cps[cp.epoch] = cp
+        while len(self.settled_hashes) > MAX_SETTLED_KEPT:
+            del self.settled_hashes[min(self.settled_hashes)]
+        while len(self._settled_cps) > MAX_SETTLED_KEPT:
+            del self._settled_cps[min(self._settled_cps)]
+        change = self._changes.pop(cp.epoch, None)
+        if change is not None and change != self.validators:
+            self.validators = change
+            committee = compute_committee(change, self.cfg.committee_size, cp.block_hash)
+            self._out.append(ValidatorSetChanged(cp.epoch + 1, dict(change), committee))
+        self._out.append(
+            Persist("pos/state", codec.encode([cp.to_wire(), validators_to_wire(self.validators)]))
+        )
+        self._out.append(SettleCheckpoint(cp))
+        for key in [k for k in self._tally if k[0] <= cp.epoch]:
+            del self._tally[key]
+        for epoch in [e for e in self._boundaries if e <= cp.epoch]:
+            del self._boundaries[epoch]
+        for epoch in [e for e in self._my_votes if e <= cp.epoch]:
+            del self._my_votes[epoch]
+        for epoch in [e for e in self._signed if e < cp.epoch]:
+            del self._signed[epoch]
+            self._out.append(Persist(f"pos/signed/{epoch}", None))
+        for epoch in [e for e in self._changes if e <= cp.epoch]:
+            del self._changes[epoch]
+        nxt = cp.epoch + 1
+        if nxt in self._boundaries:
+            self._sign_checkpoint(nxt)
+        self._try_settle(nxt)
