@@ -1,10 +1,14 @@
 """Per-round contribution of each client, in integer ppm of the metric.
 
 Contributions are retrain-free (seed 002): a *utility* maps a set of clients
-to the metric (ppm) of the round's starting model plus the sample-weighted mean
-of those clients' updates, on the buyer's validation data; the empty set gives
-the starting model itself. The runner supplies the utility; this module only
-decides which sets to evaluate and combines the integers.
+to the metric (ppm), on the buyer's validation data, of the round's starting
+model plus the sum of those clients' *terms*. A kept client's term is its
+update times ``n_i / N_kept`` (so the kept set's terms sum to the sample-weighted
+mean the robust rules use); an excluded client's term is its update times
+``n_i / (N_kept + n_i)``, the weight it would have had. Removing a client
+therefore removes exactly its term, without re-weighting the others. The
+runner supplies the utility; this module only decides which sets to evaluate
+and combines the integers.
 
 - ``loo`` against the kept set ``S``: a kept client scores
   ``u(S) - u(S - {i})``; an excluded client scores ``u(S + {i}) - u(S)``, the

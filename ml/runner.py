@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from ml.aggregate import AggregationError, compute_aggregate, compute_weighted_mean
+from ml.aggregate import AggregationError, compute_aggregate
 from ml.contribution import compute_loo, compute_sampled_shapley
 from ml.data import Dataset
 from ml.determinism import process_pin_torch
@@ -66,6 +66,19 @@ def _train_local(
             loss = functional.cross_entropy(model(x[idx]), y[idx])
             loss.backward()  # type: ignore[no-untyped-call]
             optimiser.step()
+
+
+def _compute_terms(
+    updates: list[torch.Tensor], sizes: list[int], kept: tuple[int, ...]
+) -> list[torch.Tensor]:
+    """Each client's term in the round's aggregate: ``n_i / N_kept * update_i`` if kept,
+    ``n_i / (N_kept + n_i) * update_i`` (its weight had it been kept) otherwise."""
+    n_kept = sum(sizes[i] for i in kept)
+    terms = []
+    for i, update in enumerate(updates):
+        total = n_kept if i in kept else n_kept + sizes[i]
+        terms.append(update.to(torch.float64) * (sizes[i] / max(1, total)))
+    return terms
 
 
 def _evaluate(model: nn.Module, vector: torch.Tensor, x: torch.Tensor, y: np.ndarray,
@@ -122,12 +135,15 @@ def process_job(
             result = compute_aggregate(spec.aggregation, updates, sizes, previous)
         except AggregationError as exc:
             raise JobError(f"round {r}: {exc}") from exc
-        stacked = torch.stack([u.to(torch.float64) for u in updates])
+        terms = _compute_terms(updates, sizes, result.kept)
         start = global_vector
 
         def utility(subset: tuple[int, ...], start: torch.Tensor = start,
-                    stacked: torch.Tensor = stacked) -> int:
-            vector = start if not subset else start + compute_weighted_mean(stacked, sizes, subset)
+                    terms: list[torch.Tensor] = terms) -> int:
+            acc = torch.zeros(start.shape, dtype=torch.float64)
+            for i in subset:
+                acc += terms[i]
+            vector = start + acc.to(torch.float32)
             return _evaluate(model, vector, x_val, y_val, spec.metric, classes)
 
         if spec.contribution.method == "loo":
