@@ -1,0 +1,366 @@
+"""Transport over real py-libp2p hosts on 127.0.0.1 (TCP, Noise, yamux).
+
+Each test binds fresh ports; waits are bounded by trio.fail_after so a broken
+transport fails the test instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import multiaddr
+import pytest
+import trio
+from libp2p import new_host
+from libp2p.crypto.keys import KeyPair
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+
+from consensus.crypto import compute_seed_from_label
+from node.framing import FrameError, encode_frames
+from node.keys import compute_identity_key_pair
+from node.transport import (
+    FRAMES_PROTOCOL,
+    Member,
+    Transport,
+    TransportError,
+    TransportLimits,
+)
+
+WAIT_S = 20.0
+FAST = TransportLimits(reconnect_initial_delay=0.02, reconnect_max_delay=0.2, dial_timeout=3.0)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _key(label: str) -> KeyPair:
+    return compute_identity_key_pair(compute_seed_from_label(label))
+
+
+def _peer_id(label: str) -> str:
+    return ID.from_pubkey(_key(label).public_key).to_base58()
+
+
+class Inbox:
+    """Collects delivered frames per sender."""
+
+    def __init__(self) -> None:
+        self.frames: dict[str, list[bytes]] = defaultdict(list)
+        self.calls = 0
+
+    def __call__(self, sender: str, frames: list[bytes]) -> None:
+        self.calls += 1
+        self.frames[sender].extend(frames)
+
+
+def _cluster(
+    names: list[str], limits: TransportLimits = FAST
+) -> tuple[dict[str, Member], dict[str, Transport], dict[str, Inbox]]:
+    ports = {name: _free_port() for name in names}
+    members = {
+        name: Member(_peer_id(name), f"/ip4/127.0.0.1/tcp/{ports[name]}") for name in names
+    }
+    inboxes = {name: Inbox() for name in names}
+    transports = {
+        name: Transport(_key(name), members[name].multiaddr, members, inboxes[name], limits)
+        for name in names
+    }
+    return members, transports, inboxes
+
+
+async def _start(nursery: trio.Nursery, transport: Transport) -> trio.CancelScope:
+    scope = trio.CancelScope()
+
+    async def runner(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        with scope:
+            await transport.run(task_status=task_status)
+
+    await nursery.start(runner)
+    return scope
+
+
+async def _wait_until(condition: Callable[[], bool], what: str) -> None:
+    with trio.move_on_after(WAIT_S):
+        while not condition():
+            await trio.sleep(0.01)
+        return
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _all_connected(transports: dict[str, Transport]) -> bool:
+    return all(t.get_connected_peers() == t.get_peer_names() for t in transports.values())
+
+
+async def test_frames_flow_both_ways_in_order_among_three() -> None:
+    names = ["a", "b", "c"]
+    _, transports, inboxes = _cluster(names)
+    count = 300
+    async with trio.open_nursery() as nursery:
+        for transport in transports.values():
+            await _start(nursery, transport)
+        # Sending before the connections exist: frames wait in the queues.
+        for sender, transport in transports.items():
+            for i in range(count):
+                for receiver in names:
+                    if receiver != sender:
+                        assert transport.send(receiver, f"{sender}>{receiver}:{i}".encode())
+        for sender, transport in transports.items():
+            assert transport.broadcast(f"{sender}:all".encode()) == 2
+
+        def delivered() -> bool:
+            return all(
+                len(inboxes[r].frames[s]) == count + 1 for r in names for s in names if s != r
+            )
+
+        await _wait_until(delivered, "all frames delivered")
+        assert _all_connected(transports)
+        nursery.cancel_scope.cancel()
+
+    for receiver in names:
+        assert set(inboxes[receiver].frames) == set(names) - {receiver}
+        for sender in names:
+            if sender == receiver:
+                continue
+            expected = [f"{sender}>{receiver}:{i}".encode() for i in range(count)]
+            expected.append(f"{sender}:all".encode())
+            assert inboxes[receiver].frames[sender] == expected
+    for transport in transports.values():
+        assert transport.metrics.frames_out == 2 * (count + 1)
+        assert transport.metrics.frames_in == 2 * (count + 1)
+        assert transport.metrics.drops == 0
+        assert transport.metrics.rejected_peers == 0
+
+
+async def test_batching_puts_many_frames_in_one_write() -> None:
+    _, transports, inboxes = _cluster(["a", "b"])
+    a, b = transports["a"], transports["b"]
+    async with trio.open_nursery() as nursery:
+        await _start(nursery, a)
+        await _start(nursery, b)
+        await _wait_until(lambda: _all_connected(transports), "connections")
+        writes_before = a.metrics.writes
+        frames = [i.to_bytes(4, "big") * 50 for i in range(1000)]  # 200-byte frames
+        for frame in frames:
+            assert a.send("b", frame)
+        await _wait_until(lambda: len(inboxes["b"].frames["a"]) == 1000, "batch delivered")
+        nursery.cancel_scope.cancel()
+    # 1000 * 204 bytes fit in one 256 KiB batch: a single write() carried them.
+    assert a.metrics.writes - writes_before == 1
+    assert inboxes["b"].frames["a"] == frames
+    assert b.metrics.reads < 1000
+
+
+async def test_batch_size_bound_splits_writes() -> None:
+    limits = TransportLimits(
+        max_batch_bytes=10 * 204,
+        reconnect_initial_delay=0.02,
+        reconnect_max_delay=0.2,
+    )
+    _, transports, inboxes = _cluster(["a", "b"], limits)
+    a = transports["a"]
+    async with trio.open_nursery() as nursery:
+        for transport in transports.values():
+            await _start(nursery, transport)
+        await _wait_until(lambda: _all_connected(transports), "connections")
+        writes_before = a.metrics.writes
+        for i in range(100):
+            assert a.send("b", bytes([i]) * 200)
+        await _wait_until(lambda: len(inboxes["b"].frames["a"]) == 100, "frames delivered")
+        nursery.cancel_scope.cancel()
+    assert a.metrics.writes - writes_before == 10
+    assert inboxes["b"].frames["a"] == [bytes([i]) * 200 for i in range(100)]
+
+
+async def test_unknown_peer_is_rejected_and_members_keep_working(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="dmchain.transport")
+    members, transports, inboxes = _cluster(["a", "b"])
+    a = transports["a"]
+    # A rogue node that lists itself and "a" as members; "a" does not list it.
+    rogue_port = _free_port()
+    rogue_members = {
+        "a": members["a"],
+        "rogue": Member(_peer_id("rogue"), f"/ip4/127.0.0.1/tcp/{rogue_port}"),
+    }
+    rogue = Transport(
+        _key("rogue"), f"/ip4/127.0.0.1/tcp/{rogue_port}", rogue_members, Inbox(), FAST
+    )
+    # A bare libp2p host with a non-member key that asks for the frames protocol.
+    stranger = new_host(key_pair=_key("stranger"))
+    stranger_error: list[BaseException] = []
+    async with trio.open_nursery() as nursery:
+        for transport in transports.values():
+            await _start(nursery, transport)
+        await _start(nursery, rogue)
+        assert rogue.send("a", b"rogue frame")
+        async with stranger.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+            try:
+                with trio.fail_after(WAIT_S):
+                    await stranger.connect(
+                        PeerInfo(ID.from_base58(members["a"].peer_id),
+                                 [multiaddr.Multiaddr(members["a"].multiaddr)])
+                    )
+                    stream = await stranger.new_stream(
+                        ID.from_base58(members["a"].peer_id), [FRAMES_PROTOCOL]
+                    )
+                    await stream.write(encode_frames([b"stranger frame"]))
+                    await stream.read(1)
+            except Exception as exc:
+                stranger_error.append(exc)
+        await _wait_until(lambda: a.metrics.rejected_peers >= 2, "rejections")
+        for i in range(50):
+            assert a.send("b", b"to b %d" % i)
+            assert transports["b"].send("a", b"to a %d" % i)
+        await _wait_until(
+            lambda: len(inboxes["b"].frames["a"]) == 50 and len(inboxes["a"].frames["b"]) == 50,
+            "member traffic",
+        )
+        nursery.cancel_scope.cancel()
+    assert set(inboxes["a"].frames) == {"b"}
+    assert all(b"rogue" not in f and b"stranger" not in f for f in inboxes["a"].frames["b"])
+    assert "rogue" not in a.get_connected_peers()
+    rejected = [r.getMessage() for r in caplog.records if "event=peer_rejected" in r.getMessage()]
+    assert any(_peer_id("rogue") in m for m in rejected)
+    assert any(_peer_id("stranger") in m for m in rejected)
+
+
+async def test_garbage_frame_closes_stream_and_transport_keeps_serving(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="dmchain.transport")
+    names = ["a", "b", "c"]
+    members, transports, inboxes = _cluster(names)
+    a, b = transports["a"], transports["b"]
+    # Member "c" is played by a bare libp2p host that can write anything.
+    c_host = new_host(key_pair=_key("c"))
+    a_id = ID.from_base58(members["a"].peer_id)
+    async with trio.open_nursery() as nursery:
+        await _start(nursery, a)
+        await _start(nursery, b)
+        async with c_host.run([multiaddr.Multiaddr(members["c"].multiaddr)]):
+            with trio.fail_after(WAIT_S):
+                await c_host.connect(PeerInfo(a_id, [multiaddr.Multiaddr(members["a"].multiaddr)]))
+                bad = await c_host.new_stream(a_id, [FRAMES_PROTOCOL])
+                # A valid frame, then a length prefix far above the frame limit.
+                await bad.write(encode_frames([b"first"]) + b"\xff\xff\xff\xffgarbage")
+            await _wait_until(lambda: a.metrics.bad_frames == 1, "bad frame detected")
+            with trio.fail_after(WAIT_S):
+                with pytest.raises(Exception):  # a reset surfaces as a libp2p error
+                    while True:
+                        if not await bad.read(1):
+                            raise EOFError("closed")
+            # The same member may open a new, well-formed stream and is served.
+            with trio.fail_after(WAIT_S):
+                good = await c_host.new_stream(a_id, [FRAMES_PROTOCOL])
+                await good.write(encode_frames([b"second", b"third"]))
+            await _wait_until(lambda: len(inboxes["a"].frames["c"]) == 3, "frames from c")
+        assert b.send("a", b"still here")
+        await _wait_until(lambda: inboxes["a"].frames["b"] == [b"still here"], "frame from b")
+        nursery.cancel_scope.cancel()
+    assert inboxes["a"].frames["c"] == [b"first", b"second", b"third"]
+    assert any(
+        "event=bad_frame" in r.getMessage() and "peer=c" in r.getMessage() for r in caplog.records
+    )
+
+
+@pytest.mark.parametrize("restarted", ["a", "b"])
+async def test_reconnects_after_peer_restarts(restarted: str) -> None:
+    # Of the pair exactly one side dials; restarting either must reconnect.
+    members, transports, inboxes = _cluster(["a", "b"])
+    stayer = "b" if restarted == "a" else "a"
+    assert transports["a"]._peers["b"].is_dialer != transports["b"]._peers["a"].is_dialer
+    kept = transports[stayer]
+    async with trio.open_nursery() as nursery:
+        await _start(nursery, kept)
+        scope = await _start(nursery, transports[restarted])
+        assert kept.send(restarted, b"before")
+        await _wait_until(lambda: inboxes[restarted].frames[stayer] == [b"before"], "first frame")
+        scope.cancel()
+        await _wait_until(lambda: kept.get_connected_peers() == [], "peer seen gone")
+        # Frames queued while the peer is down are delivered once it is back.
+        for i in range(20):
+            assert kept.send(restarted, b"while down %d" % i)
+        new_inbox = Inbox()
+        new = Transport(_key(restarted), members[restarted].multiaddr, members, new_inbox, FAST)
+        await _start(nursery, new)
+        await _wait_until(lambda: len(new_inbox.frames[stayer]) == 20, "frames after restart")
+        assert new.send(stayer, b"hello again")
+        await _wait_until(lambda: inboxes[stayer].frames[restarted] == [b"hello again"], "reply")
+        nursery.cancel_scope.cancel()
+    assert new_inbox.frames[stayer] == [b"while down %d" % i for i in range(20)]
+    assert kept.metrics.reconnects >= 1
+
+
+def test_queue_bounds_and_unknown_peers() -> None:
+    members = {
+        "a": Member(_peer_id("a"), "/ip4/127.0.0.1/tcp/1"),
+        "b": Member(_peer_id("b"), "/ip4/127.0.0.1/tcp/2"),
+    }
+    limits = TransportLimits(max_queue_frames=5, max_queue_bytes=1000, max_frame_size=400)
+    a = Transport(_key("a"), "/ip4/127.0.0.1/tcp/0", members, Inbox(), limits)
+    assert a.name == "a"
+    assert a.get_peer_names() == ["b"]
+    for _ in range(5):
+        assert a.send("b", b"x" * 10)
+    assert not a.send("b", b"x")  # frame bound
+    assert a.get_queue_size("b") == 5
+    assert a.metrics.drops == 1
+    assert not a.send("nobody", b"x")
+    assert not a.send("a", b"x")  # self
+    assert a.metrics.drops == 3
+
+    a2 = Transport(_key("a"), "/ip4/127.0.0.1/tcp/0", members, Inbox(), limits)
+    assert a2.send("b", b"y" * 400)
+    assert a2.send("b", b"y" * 400)
+    assert not a2.send("b", b"y" * 201)  # byte bound: 1000 bytes
+    assert a2.send("b", b"y" * 200)
+    assert a2.broadcast(b"z") == 0  # queue is full in bytes
+    assert a2.metrics.drops == 2
+    with pytest.raises(FrameError):
+        a2.send("b", b"y" * 401)
+    with pytest.raises(FrameError):
+        a2.send("b", b"")
+
+
+def test_configuration_errors_are_typed() -> None:
+    good = {"a": (_peer_id("a"), "/ip4/127.0.0.1/tcp/1")}
+    with pytest.raises(TransportError):
+        Transport(_key("a"), "/ip4/127.0.0.1/tcp/0", {"a": ("not-a-peer-id", "/ip4/1.2.3.4/tcp/1")},
+                  Inbox())
+    with pytest.raises(TransportError):
+        Transport(_key("a"), "not a multiaddr", good, Inbox())
+    with pytest.raises(TransportError):
+        Transport(_key("a"), "/ip4/127.0.0.1/tcp/0",
+                  {"a": good["a"], "b": good["a"]}, Inbox())
+    with pytest.raises(TransportError):
+        Transport(_key("a"), "/ip4/127.0.0.1/tcp/0", good, Inbox(),
+                  TransportLimits(max_frame_size=8 * 1024 * 1024))
+
+
+async def test_crash_in_frame_handler_propagates_and_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR)
+    _, transports, _ = _cluster(["a", "b"])
+
+    def explode(sender: str, frames: list[bytes]) -> None:
+        raise RuntimeError("handler bug")
+
+    transports["b"].on_frames = explode
+    with pytest.raises(BaseExceptionGroup) as info, trio.fail_after(WAIT_S):
+        async with trio.open_nursery() as nursery:
+            await _start(nursery, transports["a"])
+            await _start(nursery, transports["b"])
+            assert transports["a"].send("b", b"boom")
+            await trio.sleep_forever()
+    assert info.group_contains(RuntimeError, match="handler bug")
+    assert any("event=task_crashed" in r.getMessage() for r in caplog.records)
