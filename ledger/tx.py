@@ -288,10 +288,82 @@ def compute_signed_tx(
     return body + compute_signature(seed, body)
 
 
+_BODY_PREFIX = b"\x06\x07" + codec.encode(TX_DOMAIN)
+_PREFIX_LEN = len(_BODY_PREFIX)
+_TRANSFER_PAYLOAD_HEAD = b"\x06\x02\x04\x20"
+
+
+def _read_uint(data: bytes, pos: int) -> tuple[int, int]:
+    """Read a canonical codec int >= 0 (tag, zigzag varint) at ``pos``; -1 if not one."""
+    if pos >= len(data) or data[pos] != 0x03:
+        return -1, pos
+    pos += 1
+    result = 0
+    shift = 0
+    while pos < len(data) and shift <= 140:
+        b = data[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            if (b == 0 and shift > 0) or result & 1:
+                return -1, pos  # non-canonical or negative: let the codec path judge
+            return result >> 1, pos
+        shift += 7
+    return -1, pos
+
+
+def _decode_transfer_fast(raw: bytes, body: bytes) -> Tx | None:
+    """Decode a canonical transfer without the generic codec; None if not one.
+
+    Accepts exactly the bytes the generic path accepts for a transfer, and
+    returns None (never raises) for anything else.
+    """
+    if not body.startswith(_BODY_PREFIX):
+        return None
+    pos = _PREFIX_LEN
+    if pos + 2 > len(body) or body[pos] != 0x05 or body[pos + 1] >= 0x80:
+        return None
+    n = body[pos + 1]
+    try:
+        chain_id = body[pos + 2 : pos + 2 + n].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if len(chain_id.encode("utf-8")) != n or len(chain_id) > MAX_CHAIN_ID_LEN:
+        return None
+    pos += 2 + n
+    if body[pos : pos + 2] != b"\x03\x02" or body[pos + 2 : pos + 4] != b"\x04\x20":
+        return None  # kind 1 (zigzag 2) then a 32-byte sender
+    sender = body[pos + 4 : pos + 36]
+    pos += 36
+    nonce, pos = _read_uint(body, pos)
+    fee, pos = _read_uint(body, pos)
+    if nonce < 0 or fee < 0 or nonce > _UINT_MAX or fee > _UINT_MAX:
+        return None
+    if body[pos : pos + 4] != _TRANSFER_PAYLOAD_HEAD:
+        return None
+    to = body[pos + 4 : pos + 36]
+    amount, end = _read_uint(body, pos + 36)
+    if len(to) != 32 or amount < 0 or amount > _UINT_MAX or end != len(body):
+        return None
+    return Tx(
+        chain_id,
+        TxKind.TRANSFER,
+        sender,
+        nonce,
+        fee,
+        Transfer(to, amount),
+        raw[-SIG_SIZE:],
+        body,
+        raw,
+        compute_hash(raw),
+    )
+
+
 def decode_tx(raw: bytes) -> Tx:
     """Decode and shape-check raw transaction bytes (no signature check).
 
-    Raises TxError on oversized, malformed or non-canonical input.
+    Raises TxError on oversized, malformed or non-canonical input. Transfers
+    take a fixed-layout fast path that accepts exactly what the codec accepts.
     """
     if not isinstance(raw, (bytes, bytearray)):
         raise TxError("transaction must be bytes")
@@ -301,6 +373,13 @@ def decode_tx(raw: bytes) -> Tx:
     if len(raw) <= SIG_SIZE:
         raise TxError("transaction too short")
     body = raw[:-SIG_SIZE]
+    fast = _decode_transfer_fast(raw, body)
+    if fast is not None:
+        return fast
+    return _decode_tx_generic(raw, body)
+
+
+def _decode_tx_generic(raw: bytes, body: bytes) -> Tx:
     try:
         value = codec.decode(body)
     except codec.CodecError as exc:
