@@ -1,6 +1,7 @@
 """Measure the ledger's apply rate for transfers on one core.
 
-Usage: python bench/ledger_apply.py [--blocks N] [--block-txs N] [--accounts N] [--store memory|leveldb]
+Usage: python bench/ledger_apply.py [--blocks N] [--block-txs N] [--accounts N]
+                                   [--store memory|leveldb]
 
 Pre-signs ``blocks * block_txs`` transfers between ``accounts`` funded
 accounts, then reports, per phase, transactions per second:
@@ -73,9 +74,7 @@ def main() -> None:
         for txs in tx_blocks:
             state = ledger.state
             height = state.height + 1
-            block = compute_block(
-                CHAIN, height, state.block_hash, state.digest, height // 100, txs
-            )
+            block = compute_block(CHAIN, height, state.block_hash, state.digest, height // 100, txs)
             t0 = time.perf_counter()
             new, receipts = apply_block(state, block, verified=True)
             t1 = time.perf_counter()

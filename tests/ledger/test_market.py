@@ -106,7 +106,9 @@ def test_fail_access_refunds_and_respects_deadline() -> None:
     access = q.get_access(chain.state, req.result)
     assert access is not None and access.status == ACCESS_FAILED
     assert q.get_supply(chain.state).escrow == 0
-    assert chain.run1(PROVIDER, TxKind.SETTLE_ACCESS, [req.result]).code == ReceiptCode.INVALID_STATE
+    assert (
+        chain.run1(PROVIDER, TxKind.SETTLE_ACCESS, [req.result]).code == ReceiptCode.INVALID_STATE
+    )
 
 
 def test_quality_update_needs_oracle_quorum_and_fresh_round() -> None:
@@ -123,9 +125,7 @@ def test_quality_update_needs_oracle_quorum_and_fresh_round() -> None:
 def test_asset_stake_below_minimum_is_refused_without_side_effects() -> None:
     chain = Chain()
     before = q.get_account(chain.state, PROVIDER.pub)
-    r = chain.run1(
-        PROVIDER, TxKind.REGISTER_ASSET, [H32, H32, 10, H32, [], "", 99 * TOKEN, b""]
-    )
+    r = chain.run1(PROVIDER, TxKind.REGISTER_ASSET, [H32, H32, 10, H32, [], "", 99 * TOKEN, b""])
     assert r.code == ReceiptCode.BAD_PARAMETER and "minimum" in r.reason
     after = q.get_account(chain.state, PROVIDER.pub)
     assert after.balance == before.balance and after.nonce == before.nonce + 1

@@ -156,4 +156,4 @@ def test_replayed_transaction_in_later_block_is_rejected_and_changes_nothing() -
     assert stored is not None and stored.ok and stored.height == 1
     skipped = sign_tx(USERS[0], TxKind.TRANSFER, 5, [USERS[1].pub, 7])
     assert chain.run([skipped])[0].code == ReceiptCode.BAD_NONCE
-    assert CHAIN == chain.state.chain_id
+    assert chain.state.chain_id == CHAIN
