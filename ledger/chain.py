@@ -119,6 +119,8 @@ class Ledger:
         """Write ``block`` and the writes of ``state`` (its result) in one atomic batch.
 
         ``state`` must be the result of applying ``block`` to the current head.
+        It becomes the new head (its writes now live in the store), so a state
+        already applied on top of it (pipelined execution) can be committed next.
         Returns the new head state.
         """
         require(state.parent is self.state, "state was not applied on the current head")
@@ -135,7 +137,8 @@ class Ledger:
         batch[schema.HEAD_KEY] = _encode_head(height, state.block_hash, state.digest)
         self.store.write(batch)
         self.reader.record_commit(state.writes)
-        self.state = State(self.reader, state.chain_id, height, state.block_hash, state.digest)
+        state.detach()
+        self.state = state
         return self.state
 
     def get_block(self, height: int) -> Block | None:

@@ -29,6 +29,7 @@ __all__ = [
     "get_supply_breakdown",
     "get_validator",
     "get_validator_set",
+    "get_validator_updates",
     "is_audit_releasable",
     "is_auditor",
 ]
@@ -65,6 +66,22 @@ def get_validator_set(state: State) -> list[ValidatorInfo]:
     for key, val in state.iterate(schema.VALIDATOR):
         if val.stake > 0 and not val.jailed and not val.tombstoned:
             result.append(ValidatorInfo(key[1:], val.stake, tuple(val.roles)))
+    return result
+
+
+def get_validator_updates(state: State) -> list[ValidatorInfo]:
+    """Return the validators changed by the last applied block, for the consensus layer.
+
+    A jailed, tombstoned or fully unbonded validator is reported with stake 0
+    (remove it). Consensus applies updates only at a settled epoch boundary.
+    """
+    result: list[ValidatorInfo] = []
+    for key in sorted(state.changed_validators):
+        val = get_validator(state, key)
+        if val is None:
+            continue
+        active = val.stake > 0 and not val.jailed and not val.tombstoned
+        result.append(ValidatorInfo(key, val.stake if active else 0, tuple(val.roles)))
     return result
 
 

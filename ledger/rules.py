@@ -488,6 +488,8 @@ def _set_param(state: State, args: list[Any]) -> None:
     known = {f.name: type(getattr(params, f.name)) for f in fields(Params)}
     if name not in known:
         raise _fail(ReceiptCode.BAD_PARAMETER, f"unknown parameter {name!r}")
+    if name == "epoch_length":
+        raise _fail(ReceiptCode.BAD_PARAMETER, "epoch_length is fixed at genesis")
     if type(value) is not known[name]:
         raise _fail(ReceiptCode.BAD_PARAMETER, f"parameter {name} needs a {known[name].__name__}")
     updated = replace(params, **{name: value})

@@ -212,6 +212,13 @@ class State:
         self.block_hash = block_hash
         self._finalized = True
 
+    def detach(self) -> None:
+        """Forget parent and own writes once they are in the store (after a commit)."""
+        require(self._finalized, "only a finalized state can be detached")
+        self.parent = None
+        self.writes = {}
+        self.encoded_writes = {}
+
     # -- typed helpers ----------------------------------------------------
     def get_params(self) -> Params:
         """Return the current chain parameters."""

@@ -162,3 +162,20 @@ def test_audit_due_process() -> None:
     assert q.get_audit_log(chain.state, 2, 4) == log[2:4]
     assert _gov(chain, "remove_auditor", [AUDITOR.pub], GOV[:2]).ok
     assert not q.is_auditor(chain.state, AUDITOR.pub)
+
+
+def test_validator_updates_report_jail_as_zero_power() -> None:
+    chain = Chain()
+    from ledger.apply import apply_block
+
+    offender = VALIDATORS[1]
+    ev = _evidence(offender, chain.state.chain_id)
+    bond = chain.tx(OPERATOR, TxKind.BOND, [VALIDATORS[0].pub, TOKEN, []])
+    block = chain.make_block([bond, chain.tx(USERS[3], TxKind.SUBMIT_EVIDENCE, [ev])])
+    new, receipts = apply_block(chain.state, block)
+    assert all(r.ok for r in receipts)
+    updates = {u.public_key: u for u in q.get_validator_updates(new)}
+    assert updates[VALIDATORS[0].pub].stake == 1_001 * TOKEN
+    assert updates[offender.pub].stake == 0
+    chain.nonces = {}  # the block above was not committed
+    assert _gov(chain, "set_param", ["epoch_length", 5], GOV[:2]).code == ReceiptCode.BAD_PARAMETER

@@ -167,3 +167,30 @@ def test_unverified_apply_rejects_forged_signature_but_verified_flag_skips_it() 
     assert receipts[0].code == ReceiptCode.BAD_TX
     _, receipts = apply_block(chain.state, block, verified=True)
     assert receipts[0].ok
+
+
+def test_pipelined_blocks_commit_in_order() -> None:
+    chain = Chain()
+    head = chain.state
+    b1 = chain.make_block([chain.tx(USERS[0], TxKind.TRANSFER, [USERS[1].pub, 3])])
+    s1, r1 = apply_block(head, b1)
+    tx2 = chain.tx(USERS[0], TxKind.TRANSFER, [USERS[1].pub, 4])
+    b2 = compute_block(CHAIN, 2, s1.block_hash, s1.digest, 0, [tx2])
+    s2, r2 = apply_block(s1, b2)  # executed before b1 is committed
+    assert r1[0].ok and r2[0].ok
+    chain.ledger.commit(s1, b1, r1)
+    chain.ledger.commit(s2, b2, r2)
+    assert chain.state.height == 2 and chain.state.digest == s2.digest
+    assert chain.state.get_account(USERS[0].pub).nonce == 2
+
+
+def test_default_dispute_verifier_is_pre_dispute() -> None:
+    chain = Chain()  # default RuleContext: pre.dispute.get_dispute_error
+    provider, consumer = USERS[2], USERS[3]
+    h = bytes(32)
+    asset = chain.run1(provider, TxKind.REGISTER_ASSET, [h, h, 1000, h, [], "", 100 * 10**6, b"c"])
+    req = chain.run1(consumer, TxKind.REQUEST_ACCESS, [asset.result])
+    assert chain.run1(consumer, TxKind.SETTLE_ACCESS, [req.result]).ok
+    r = chain.run1(consumer, TxKind.DISPUTE, [req.result, b"garbage"])
+    assert r.code == ReceiptCode.BAD_PROOF and "dispute proof rejected" in r.reason
+    assert "verifier failed" not in r.reason
