@@ -16,9 +16,7 @@ epoch or transaction root) raises :class:`BlockError` and changes nothing.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
-from consensus import codec
+from typing import NamedTuple
 
 from ledger import schema
 from ledger.block import MAX_BLOCK_TXS, Block, compute_tx_root
@@ -48,14 +46,43 @@ class Receipt(NamedTuple):
         return self.code == ReceiptCode.OK
 
     def encode(self) -> bytes:
-        """Return the canonical receipt encoding."""
-        return codec.encode(list(self))
+        """Return the canonical receipt encoding (fixed layout, then result and reason).
+
+        ``tx_hash(32) height(8) tx_index(4) code(2) fee(16) len(result)(2) result reason``
+        """
+        return b"".join(
+            (
+                self.tx_hash,
+                self.height.to_bytes(8, "big"),
+                self.tx_index.to_bytes(4, "big"),
+                self.code.to_bytes(2, "big"),
+                self.fee.to_bytes(16, "big"),
+                len(self.result).to_bytes(2, "big"),
+                self.result,
+                self.reason.encode("utf-8"),
+            )
+        )
 
     @staticmethod
     def decode(raw: bytes) -> Receipt:
-        """Decode :meth:`encode` output; raises codec.CodecError/TypeError if corrupt."""
-        value: Any = codec.decode(raw)
-        return Receipt(*value)
+        """Decode :meth:`encode` output; raises ValueError if corrupt."""
+        if len(raw) < _RECEIPT_FIXED:
+            raise ValueError("receipt too short")
+        n = int.from_bytes(raw[62:64], "big")
+        if len(raw) < _RECEIPT_FIXED + n:
+            raise ValueError("receipt result truncated")
+        return Receipt(
+            raw[:32],
+            int.from_bytes(raw[32:40], "big"),
+            int.from_bytes(raw[40:44], "big"),
+            int.from_bytes(raw[44:46], "big"),
+            raw[64 + n :].decode("utf-8"),
+            int.from_bytes(raw[46:62], "big"),
+            raw[64 : 64 + n],
+        )
+
+
+_RECEIPT_FIXED = 64
 
 
 def apply_tx(

@@ -158,7 +158,7 @@ class Ledger:
             return None
         try:
             return Receipt.decode(raw)
-        except (codec.CodecError, TypeError) as exc:
+        except ValueError as exc:
             raise StoreError(f"corrupt receipt for {tx_hash.hex()}") from exc
 
     def get_certificate(self, height: int) -> bytes | None:
