@@ -61,9 +61,7 @@ def compute_genesis_writes(genesis: Genesis) -> dict[bytes, Any]:
     writes[schema.GOVERNANCE_KEY] = KeySetRecord(
         genesis.governance.threshold, list(genesis.governance.keys), 0
     )
-    writes[schema.ORACLE_KEY] = KeySetRecord(
-        genesis.oracle.threshold, list(genesis.oracle.keys), 0
-    )
+    writes[schema.ORACLE_KEY] = KeySetRecord(genesis.oracle.threshold, list(genesis.oracle.keys), 0)
     writes[schema.AUDIT_SEQ_KEY] = 0
     return writes
 

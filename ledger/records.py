@@ -20,6 +20,8 @@ from ledger.genesis import Params
 
 
 class Account(NamedTuple):
+    """A balance and the next expected nonce."""
+
     balance: int
     nonce: int
 
@@ -28,6 +30,8 @@ EMPTY_ACCOUNT = Account(0, 0)
 
 
 class Validator(NamedTuple):
+    """A validator keyed by consensus key: operator, roles, stake, jail/ban flags, contact."""
+
     operator: bytes
     roles: list[str]
     stake: int
@@ -40,6 +44,8 @@ class Validator(NamedTuple):
 
 
 class Asset(NamedTuple):
+    """A registered data asset with its stake and current quality."""
+
     provider: bytes
     content_hash: bytes
     cipher_hash: bytes
@@ -76,6 +82,8 @@ class Access(NamedTuple):
 
 
 class Kyc(NamedTuple):
+    """A subject's encrypted KYC credential and who registered it."""
+
     subject: bytes
     credential_commitment: bytes
     capsule: bytes
@@ -84,6 +92,8 @@ class Kyc(NamedTuple):
 
 
 class AuditRequestRecord(NamedTuple):
+    """An audit request and its approvals, objections and releases."""
+
     auditor: bytes
     subject: bytes
     order_hash: bytes
@@ -98,6 +108,8 @@ class AuditRequestRecord(NamedTuple):
 
 
 class AuditLogEntry(NamedTuple):
+    """One audit log entry (also the subject's notification)."""
+
     height: int
     kind: str
     actor: bytes
@@ -126,6 +138,8 @@ class KeySetRecord(NamedTuple):
 
 
 class ChainRecord(NamedTuple):
+    """The chain id, genesis hash and genesis supply."""
+
     chain_id: str
     genesis_hash: bytes
     genesis_supply: int

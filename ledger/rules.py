@@ -534,9 +534,7 @@ def process_governance(state: State, tx: t.Tx, env: Env) -> bytes:
         _set_param(state, args.args)
     elif args.action == "slash_downtime":
         validator = _gov_account_arg(args.args)
-        _slash_validator(
-            state, validator, state.get_params().slash_downtime_ppm, tombstone=False
-        )
+        _slash_validator(state, validator, state.get_params().slash_downtime_ppm, tombstone=False)
     else:
         raise _fail(ReceiptCode.BAD_PARAMETER, f"unknown governance action {args.action!r}")
     state.put(schema.GOVERNANCE_KEY, gov._replace(seq=gov.seq + 1))

@@ -62,26 +62,36 @@ class TxKind(IntEnum):
 
 
 class Transfer(NamedTuple):
+    """Move ``amount`` base units to ``to``."""
+
     to: bytes
     amount: int
 
 
 class Bond(NamedTuple):
+    """Bond ``amount`` to ``validator`` (roles set it; a new validator needs roles)."""
+
     validator: bytes
     amount: int
     roles: list[str]
 
 
 class Unbond(NamedTuple):
+    """Start unbonding ``amount`` from ``validator``."""
+
     validator: bytes
     amount: int
 
 
 class Unjail(NamedTuple):
+    """Unjail ``validator`` (operator only; never after a double-sign ban)."""
+
     validator: bytes
 
 
 class RegisterAsset(NamedTuple):
+    """Publish a data asset, locking ``stake`` (>= s)."""
+
     content_hash: bytes
     cipher_hash: bytes
     size_bytes: int
@@ -93,6 +103,8 @@ class RegisterAsset(NamedTuple):
 
 
 class UpdateQuality(NamedTuple):
+    """Set an asset's q (ppm) for oracle round ``seq``, with oracle signatures."""
+
     asset_id: bytes
     quality_ppm: int
     seq: int
@@ -100,27 +112,39 @@ class UpdateQuality(NamedTuple):
 
 
 class RequestAccess(NamedTuple):
+    """Request access to an asset, locking max(beta, alpha*q*V)."""
+
     asset_id: bytes
 
 
 class SettleAccess(NamedTuple):
+    """Settle a pending request: pay the provider, record the grant."""
+
     request_id: bytes
 
 
 class FailAccess(NamedTuple):
+    """Fail a pending request: refund the escrow."""
+
     request_id: bytes
 
 
 class Dispute(NamedTuple):
+    """Prove that data delivered under ``grant_id`` does not match its commitment."""
+
     grant_id: bytes
     proof: bytes
 
 
 class SubmitEvidence(NamedTuple):
+    """Equivocation evidence (``consensus.evidence.Evidence.to_wire()``)."""
+
     evidence: Any
 
 
 class Governance(NamedTuple):
+    """A governance action with k-of-n governance signatures over round ``seq``."""
+
     action: str
     args: list[Any]
     seq: int
@@ -128,12 +152,16 @@ class Governance(NamedTuple):
 
 
 class KycRegister(NamedTuple):
+    """Register a subject's encrypted KYC credential (consortium members)."""
+
     subject: bytes
     credential_commitment: bytes
     capsule: bytes
 
 
 class AuditRequest(NamedTuple):
+    """Open an audit request (registered auditors)."""
+
     subject: bytes
     order_hash: bytes
     fields: list[str]
@@ -141,15 +169,21 @@ class AuditRequest(NamedTuple):
 
 
 class AuditApprove(NamedTuple):
+    """Approve an audit request (governance members)."""
+
     request_id: bytes
 
 
 class AuditObject(NamedTuple):
+    """Object to an audit request inside its time lock (governance members)."""
+
     request_id: bytes
     reason: str
 
 
 class AuditRelease(NamedTuple):
+    """Record the auditor's release of an approved, releasable request."""
+
     request_id: bytes
 
 
