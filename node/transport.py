@@ -90,7 +90,7 @@ class TransportLimits:
     max_frame_size: int = 1024 * 1024
     max_queue_frames: int = 20_000
     max_queue_bytes: int = 32 * 1024 * 1024
-    max_batch_bytes: int = 256 * 1024
+    max_batch_bytes: int = 64 * 1024
     read_chunk_size: int = 256 * 1024
     dial_timeout: float = 5.0
     reconnect_initial_delay: float = 0.05
