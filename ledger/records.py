@@ -59,6 +59,8 @@ class Asset(NamedTuple):
     quality_seq: int
     active: bool
     height: int
+    pending: int  # access requests not yet settled or failed
+    last_activity: int  # height of registration or of the last settlement
 
 
 ACCESS_PENDING = 0

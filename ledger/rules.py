@@ -25,7 +25,9 @@ Disputes: the grant's consumer submits a proof; the verifier (default
 must accept it against the asset's commitment and content hash. Then
 ``rho_ppm * asset.stake // 1e6`` is slashed from the asset's stake and burned,
 the grant is marked disputed (one dispute per grant), and an asset whose stake
-falls below ``min_asset_stake`` stops accepting requests.
+falls below ``min_asset_stake`` stops accepting requests. ``retire_asset``
+returns the stake once nothing is pending and ``unbonding_period`` blocks have
+passed since the last settlement (the window for a guaranteed dispute).
 
 Validators are keyed by consensus public key; bond/unbond/jail changes are
 recorded in ``state.changed_validators`` for the consensus layer. Unbonded
@@ -280,6 +282,8 @@ def process_register_asset(state: State, tx: t.Tx, env: Env) -> bytes:
         0,
         True,
         env.height,
+        0,
+        env.height,
     )
     state.put(schema.asset_key(tx.tx_hash), asset)
     _move_supply(state, balances=-args.stake, asset_stakes=args.stake)
@@ -340,8 +344,19 @@ def process_request_access(state: State, tx: t.Tx, env: Env) -> bytes:
         0,
     )
     state.put(schema.access_key(tx.tx_hash), request)
+    state.put(schema.asset_key(args.asset_id), asset._replace(pending=asset.pending + 1))
     _move_supply(state, balances=-escrow, escrow=escrow)
     return tx.tx_hash
+
+
+def _close_request(state: State, request: Access, height: int, *, settled: bool) -> None:
+    akey = schema.asset_key(request.asset_id)
+    asset: Asset | None = state.get(akey)
+    if asset is not None:
+        updated = asset._replace(pending=max(0, asset.pending - 1))
+        if settled:
+            updated = updated._replace(last_activity=height)
+        state.put(akey, updated)
 
 
 def _get_pending(state: State, request_id: bytes) -> Access:
@@ -369,6 +384,7 @@ def process_settle_access(state: State, tx: t.Tx, env: Env) -> bytes:
         schema.access_key(args.request_id),
         request._replace(status=ACCESS_GRANTED, settled_height=env.height),
     )
+    _close_request(state, request, env.height, settled=True)
     return args.request_id
 
 
@@ -392,6 +408,34 @@ def process_fail_access(state: State, tx: t.Tx, env: Env) -> bytes:
         schema.access_key(args.request_id),
         request._replace(status=ACCESS_FAILED, settled_height=env.height),
     )
+    _close_request(state, request, env.height, settled=False)
+    return b""
+
+
+def process_retire_asset(state: State, tx: t.Tx, env: Env) -> bytes:
+    """Return an asset's stake to its provider and deactivate it.
+
+    Allowed once no request is pending and ``unbonding_period`` blocks have
+    passed since registration or the last settlement: that period is the
+    window in which a consumer is sure to find stake to slash by dispute.
+    """
+    args: t.RetireAsset = tx.args
+    akey = schema.asset_key(args.asset_id)
+    asset: Asset | None = state.get(akey)
+    if asset is None:
+        raise _fail(ReceiptCode.NOT_FOUND, "no such asset")
+    if asset.provider != tx.sender:
+        raise _fail(ReceiptCode.UNAUTHORIZED, "only the provider may retire an asset")
+    if asset.pending:
+        raise _fail(ReceiptCode.INVALID_STATE, f"{asset.pending} access request(s) pending")
+    if asset.stake == 0 and not asset.active:
+        raise _fail(ReceiptCode.INVALID_STATE, "asset already retired")
+    free_at = asset.last_activity + state.get_params().unbonding_period
+    if env.height < free_at:
+        raise _fail(ReceiptCode.INVALID_STATE, f"the stake stays locked until height {free_at}")
+    _change_balance(state, asset.provider, asset.stake)
+    _move_supply(state, asset_stakes=-asset.stake, balances=asset.stake)
+    state.put(akey, asset._replace(stake=0, active=False))
     return b""
 
 
@@ -674,6 +718,7 @@ RULES: dict[t.TxKind, Callable[[State, t.Tx, Env], bytes]] = {
     t.TxKind.SETTLE_ACCESS: process_settle_access,
     t.TxKind.FAIL_ACCESS: process_fail_access,
     t.TxKind.DISPUTE: process_dispute,
+    t.TxKind.RETIRE_ASSET: process_retire_asset,
     t.TxKind.SUBMIT_EVIDENCE: process_submit_evidence,
     t.TxKind.GOVERNANCE: process_governance,
     t.TxKind.KYC_REGISTER: process_kyc_register,

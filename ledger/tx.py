@@ -59,6 +59,7 @@ class TxKind(IntEnum):
     AUDIT_APPROVE = 15
     AUDIT_OBJECT = 16
     AUDIT_RELEASE = 17
+    RETIRE_ASSET = 18
 
 
 class Transfer(NamedTuple):
@@ -181,6 +182,12 @@ class AuditObject(NamedTuple):
     reason: str
 
 
+class RetireAsset(NamedTuple):
+    """Return an asset's stake to its provider once no dispute window is open."""
+
+    asset_id: bytes
+
+
 class AuditRelease(NamedTuple):
     """Record the auditor's release of an approved, releasable request."""
 
@@ -228,6 +235,7 @@ PAYLOAD_FIELDS: dict[TxKind, tuple[type[Any], tuple[Any, ...]]] = {
     TxKind.AUDIT_APPROVE: (AuditApprove, (_B32,)),
     TxKind.AUDIT_OBJECT: (AuditObject, (_B32, ("str", MAX_TEXT_LEN))),
     TxKind.AUDIT_RELEASE: (AuditRelease, (_B32,)),
+    TxKind.RETIRE_ASSET: (RetireAsset, (_B32,)),
 }
 
 _UINT_MAX = (1 << 128) - 1

@@ -137,3 +137,24 @@ def test_provider_cannot_buy_own_asset_and_unknown_asset_fails() -> None:
     asset_id = _register(chain)
     assert chain.run1(PROVIDER, TxKind.REQUEST_ACCESS, [asset_id]).code == ReceiptCode.BAD_PARAMETER
     assert chain.run1(CONSUMER, TxKind.REQUEST_ACCESS, [bytes(32)]).code == ReceiptCode.NOT_FOUND
+
+
+def test_retire_asset_waits_for_pending_requests_and_dispute_window() -> None:
+    chain = Chain(genesis=make_genesis({"unbonding_period": 3}))
+    asset_id = _register(chain)  # height 1
+    start = q.get_account(chain.state, PROVIDER.pub).balance
+    req = chain.run1(CONSUMER, TxKind.REQUEST_ACCESS, [asset_id])  # height 2
+    r = chain.run1(PROVIDER, TxKind.RETIRE_ASSET, [asset_id])
+    assert r.code == ReceiptCode.INVALID_STATE and "pending" in r.reason
+    assert chain.run1(CONSUMER, TxKind.SETTLE_ACCESS, [req.result]).ok  # height 4
+    assert chain.run1(CONSUMER, TxKind.RETIRE_ASSET, [asset_id]).code == ReceiptCode.UNAUTHORIZED
+    early = chain.run1(PROVIDER, TxKind.RETIRE_ASSET, [asset_id])  # height 6 < 4 + 3
+    assert early.code == ReceiptCode.INVALID_STATE and "locked until height 7" in early.reason
+    assert chain.run1(PROVIDER, TxKind.RETIRE_ASSET, [asset_id]).ok  # height 7
+    balance = q.get_account(chain.state, PROVIDER.pub).balance
+    assert balance - start == 125 * TOKEN  # stake back, plus 1,000 KB at q=0.5: 25 tokens
+    asset = q.get_asset(chain.state, asset_id)
+    assert asset is not None and asset.stake == 0 and not asset.active
+    assert q.get_supply(chain.state).asset_stakes == 0
+    again = chain.run1(PROVIDER, TxKind.RETIRE_ASSET, [asset_id])
+    assert again.code == ReceiptCode.INVALID_STATE

@@ -21,7 +21,7 @@ from ledger.tx import TxKind
 
 H32 = bytes(32)
 KINDS = ["transfer", "bond", "unbond", "asset", "request", "request", "request"]
-KINDS += ["settle", "settle", "fail", "fail", "dispute", "dispute"]
+KINDS += ["settle", "settle", "fail", "fail", "dispute", "dispute", "retire"]
 
 op = st.tuples(
     st.sampled_from(KINDS),
@@ -59,6 +59,12 @@ def _payload(
     if kind == "request":
         target = assets[pick % len(assets)] if assets else H32
         return TxKind.REQUEST_ACCESS, [target], sender
+    if kind == "retire":
+        if not assets:
+            return TxKind.RETIRE_ASSET, [H32], sender
+        target = assets[pick % len(assets)]
+        owner = state.get(schema.asset_key(target)).provider
+        return TxKind.RETIRE_ASSET, [target], [u.pub for u in USERS].index(owner)
     if not requests:
         return TxKind.SETTLE_ACCESS, [H32], sender
     target, request = requests[pick % len(requests)]
@@ -84,6 +90,13 @@ def _check_invariants(chain: Chain, genesis_supply: int) -> None:
     assert sum(a.stake for _, a in state.iterate(schema.ASSET)) == supply.asset_stakes
     pending = [r.escrow for _, r in state.iterate(schema.ACCESS) if r.status == ACCESS_PENDING]
     assert sum(pending) == supply.escrow
+    for key, asset in state.iterate(schema.ASSET):
+        open_requests = [
+            r
+            for _, r in state.iterate(schema.ACCESS)
+            if r.asset_id == key[1:] and r.status == ACCESS_PENDING
+        ]
+        assert asset.pending == len(open_requests)
     unbonding = [e[2] for _, entries in state.iterate(schema.UNBONDING) for e in entries]
     assert sum(unbonding) == supply.unbonding
 
