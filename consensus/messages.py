@@ -63,6 +63,11 @@ def _list(value: Any, name: str, limit: int = MAX_LIST_ITEMS) -> list[Any]:
     return value
 
 
+@lru_cache(maxsize=4096)
+def _is_signed_once(msg: ViewChange | NewView | FetchRequest) -> bool:
+    return is_valid_signed(msg.signer, msg.signing_bytes(), msg.signature)
+
+
 def compute_signed_body(tag: int, body: list[Any]) -> bytes:
     """Return the domain-separated bytes that a message signature covers."""
     return codec.encode([SIGNED_DOMAIN, tag, body])
@@ -166,8 +171,8 @@ class ViewChange:
         return compute_signed_body(TAG_VIEW_CHANGE, self.body())
 
     def is_signed(self) -> bool:
-        """Return True iff the signature by ``signer`` verifies."""
-        return is_valid_signed(self.signer, self.signing_bytes(), self.signature)
+        """Return True iff the signature by ``signer`` verifies (checked once per message)."""
+        return _is_signed_once(self)
 
     def to_wire(self) -> list[Any]:
         """Return the codec-encodable form."""
@@ -238,8 +243,8 @@ class NewView:
         return compute_signed_body(TAG_NEW_VIEW, self.body())
 
     def is_signed(self) -> bool:
-        """Return True iff the signature by ``signer`` verifies."""
-        return is_valid_signed(self.signer, self.signing_bytes(), self.signature)
+        """Return True iff the signature by ``signer`` verifies (checked once per message)."""
+        return _is_signed_once(self)
 
     def to_wire(self) -> list[Any]:
         """Return the codec-encodable form."""
@@ -281,8 +286,8 @@ class FetchRequest:
         return compute_signed_body(TAG_FETCH_REQUEST, self.body())
 
     def is_signed(self) -> bool:
-        """Return True iff the signature by ``signer`` verifies."""
-        return is_valid_signed(self.signer, self.signing_bytes(), self.signature)
+        """Return True iff the signature by ``signer`` verifies (checked once per message)."""
+        return _is_signed_once(self)
 
     def to_wire(self) -> list[Any]:
         """Return the codec-encodable form."""

@@ -147,6 +147,9 @@ class PbftReplica:
         self._exec_qcs: dict[int, QuorumCertificate] = {}
         self._exec_digests: dict[int, bytes] = {}
         self._pre_prepares: dict[int, tuple[Vote, bytes]] = {}
+        self._early: dict[tuple[int, int], tuple[Vote, bytes]] = {}
+        self._my_vc: ViewChange | None = None
+        self._my_nv: NewView | None = None
         self._prepares: dict[tuple[int, int, bytes], dict[bytes, Vote]] = {}
         self._commits: dict[tuple[int, int, bytes], dict[bytes, Vote]] = {}
         self._prepared: dict[int, PreparedProof] = {}
@@ -167,6 +170,7 @@ class PbftReplica:
         self._fetch_at_timeout = -1
         self._detector = EquivocationDetector()
         self._out: list[Action] = []
+        self._max_message = self._compute_max_message_size()
         if restored:
             self._restore(restored)
 
@@ -285,7 +289,7 @@ class PbftReplica:
 
     def _on_bytes(self, data: bytes, sender: int) -> None:
         try:
-            msg = decode_message(data, max_size=self._max_message_size())
+            msg = decode_message(data, max_size=self._max_message)
         except MessageError as exc:
             self._out.append(Alert(f"dropped malformed message: {exc}"))
             return
@@ -305,8 +309,8 @@ class PbftReplica:
         elif isinstance(msg, FetchResponse):
             self._on_fetch_response(msg, sender)
 
-    def _max_message_size(self) -> int:
-        per_vc = self.cfg.window * (self.cfg.max_payload + 200 * (self.cfg.quorum + 2)) + 4096
+    def _compute_max_message_size(self) -> int:
+        per_vc = 2 * self.cfg.window * (self.cfg.max_payload + 200 * (self.cfg.quorum + 2)) + 4096
         return min(codec.MAX_ENCODED_SIZE, (self.cfg.quorum + 1) * per_vc + 65536)
 
     def _scan_votes(self, msg: Message) -> None:
@@ -375,15 +379,30 @@ class PbftReplica:
     def _on_pre_prepare(self, vote: Vote, payload: bytes) -> None:
         if not self._is_valid(vote, VoteKind.PBFT_PRE_PREPARE):
             return
-        if vote.signer != self.leader_of(vote.round) or vote.round != self.view:
-            return
-        if self.in_view_change or not self._in_accept_window(vote.position):
+        if vote.signer != self.leader_of(vote.round) or vote.round < self.view:
             return
         if len(payload) > self.cfg.max_payload or compute_hash(payload) != vote.digest:
             return
-        if vote.position in self._pre_prepares:
+        if vote.round > self.view or self.in_view_change:
+            self._buffer_pre_prepare(vote, payload)
+            return
+        if not self._in_accept_window(vote.position) or vote.position in self._pre_prepares:
             return
         self._accept_pre_prepare(vote, payload)
+
+    def _buffer_pre_prepare(self, vote: Vote, payload: bytes) -> None:
+        """Keep a pre-prepare of a view not yet entered (it may overtake its new-view)."""
+        if vote.round > self.view + 2 or len(self._early) >= 4 * self.cfg.window:
+            return
+        self._early.setdefault((vote.round, vote.position), (vote, payload))
+
+    def _replay_early(self) -> None:
+        early, self._early = self._early, {}
+        for (view, _seq), (vote, payload) in sorted(early.items()):
+            if view == self.view:
+                self._on_pre_prepare(vote, payload)
+            elif view > self.view:
+                self._early[(view, _seq)] = (vote, payload)
 
     def _accept_pre_prepare(self, vote: Vote, payload: bytes) -> None:
         seq = vote.position
@@ -573,6 +592,7 @@ class PbftReplica:
             self._pre_prepares.clear()
             self._requested.clear()
             self._next_seq = self.executed + 1
+            self._replay_early()
 
     # ------------------------------------------------------------ view change
 
@@ -586,7 +606,15 @@ class PbftReplica:
         if event.name != "progress":
             return
         if self.in_view_change:
-            self._start_view_change(self.view + 1)
+            # Escalate only once 2f+1 replicas want this view (PBFT's rule that keeps a
+            # minority from racing ahead); until then, just catch up on blocks.
+            if len(self._view_changes.get(self.view, {})) >= self.cfg.quorum:
+                self._start_view_change(self.view + 1)
+            else:
+                self._catch_up()
+                if self._my_vc is not None and self._my_vc.new_view == self.view:
+                    self._out.append(Broadcast(self._my_vc))  # retransmit: it may be lost
+                self._arm("progress", self._timeout_ms)
             return
         if self._peer_height() > self.executed and self._fetch_at_timeout != self.executed:
             self._fetch_at_timeout = self.executed
@@ -598,6 +626,14 @@ class PbftReplica:
             return
         if self._work_pending or self._has_uncommitted():
             self._start_view_change(self.view + 1)
+
+    def _catch_up(self) -> None:
+        """Fetch committed blocks if an honest peer (f+1 reports) is ahead."""
+        if self._peer_height() > self.executed:
+            peer = self._best_peer()
+            if peer is not None:
+                self._fetch_busy = False
+                self._fetch(peer)
 
     def _start_view_change(self, target: int) -> None:
         require(target >= self.view, "view never decreases")
@@ -614,6 +650,7 @@ class PbftReplica:
             self._seed, self.public_key, target, self.stable_seq, self.stable_qc, prepared
         )
         self._out.append(Broadcast(vc))
+        self._my_vc = vc
         self._store_view_change(vc)
         self._arm("progress", self._timeout_ms)
         self._timeout_ms = min(self._timeout_ms * 2, self.cfg.max_timeout_ms)
@@ -634,7 +671,7 @@ class PbftReplica:
             return "stable checkpoint without its certificate"
         elif self._qc_error(vc.stable_qc) is not None:
             return "bad stable checkpoint certificate"
-        if len(vc.prepared) > self.cfg.window:
+        if len(vc.prepared) > 2 * self.cfg.window:
             return "too many prepared proofs"
         seen: set[int] = set()
         for p in vc.prepared:
@@ -642,7 +679,7 @@ class PbftReplica:
             if pp.position in seen:
                 return "two proofs for one seq"
             seen.add(pp.position)
-            if not (vc.stable_seq < pp.position <= vc.stable_seq + self.cfg.window):
+            if not (vc.stable_seq < pp.position <= vc.stable_seq + 2 * self.cfg.window):
                 return "prepared proof outside the window"
             if pp.round >= vc.new_view or pp.signer != self.leader_of(pp.round):
                 return "prepared proof from a wrong view or leader"
@@ -673,6 +710,10 @@ class PbftReplica:
             self._out.append(ServeBlocks(self._index_of[vc.signer], vc.stable_seq + 1, last))
         if vc.new_view < self.view:
             return
+        nv = self._my_nv
+        if vc.new_view == self.view and not self.in_view_change and nv is not None:
+            if nv.view == self.view and vc.signer != self.public_key:
+                self._out.append(Send(self._index_of[vc.signer], nv))  # it missed the new view
         self._store_view_change(vc)
         higher = sorted((v for v in self._vc_max_view.values() if v > self.view), reverse=True)
         if len(higher) > self.cfg.f:
@@ -697,6 +738,7 @@ class PbftReplica:
             pps.append(PrePrepare(vote, payload))
         self._new_view_sent.add(view)
         nv = NewView.compute(self._seed, self.public_key, view, chosen, tuple(pps))
+        self._my_nv = nv
         self._out.append(Broadcast(nv))
         self._enter_new_view(nv)
 
@@ -753,4 +795,5 @@ class PbftReplica:
                 self._accept_pre_prepare(pp.vote, pp.payload)
         self._next_seq = max([min_s] + [seq for seq, _, _ in plan]) + 1
         self._arm("progress", self._timeout_ms)
+        self._replay_early()
         self._maybe_propose()

@@ -78,7 +78,12 @@ MAX_EVENTS = 3_000_000
 
 @dataclass
 class Scenario:
-    """An explicit fault plan (hand-written tests); times in virtual ms."""
+    """An explicit fault plan (hand-written tests); times in virtual ms.
+
+    ``crashes``: (node index, crash time, restart time or -1 for never);
+    ``partitions``: (start, end, node id -> group) with PBFT ids 0..n-1 and
+    PoS ids n..n+m-1 (unlisted ids are in group 0).
+    """
 
     byzantine: dict[int, str] = field(default_factory=dict)
     crashes: list[tuple[int, int, int]] = field(default_factory=list)
@@ -142,6 +147,7 @@ class _Node:
     evidence_keys: set[tuple[int, int, int, bytes]] = field(default_factory=set)
     last_block_t: int = 0
     first_commit_after_heal: int | None = None
+    commit_times: list[int] = field(default_factory=list)
 
 
 class Simulator:
@@ -357,6 +363,7 @@ class Simulator:
             self._violate(f"safety: node {node.index} committed height {seq} after "
                           f"{node.executed} (prefix changed or skipped)")
         node.executed = seq
+        node.commit_times.append(self.now)
         if self.now >= self.plan.heal_ms and node.first_commit_after_heal is None:
             node.first_commit_after_heal = self.now
         if not self.p.weak_quorum:
@@ -516,10 +523,12 @@ class Simulator:
             self._start_node(node)
         for i, at, back in self.plan.crashes:
             self._push(at, i, ("crash",))
-            self._push(back, i, ("restart",))
+            if back >= 0:
+                self._push(back, i, ("restart",))
         for j, at, back in self.plan.pos_crashes:
             self._push(at, self.p.pbft + j, ("crash",))
-            self._push(back, self.p.pbft + j, ("restart",))
+            if back >= 0:
+                self._push(back, self.p.pbft + j, ("restart",))
         end = self.plan.end_ms
         if end is None:
             end = self.plan.heal_ms + self.recovery_bound_ms + self.p.blocks * 1000
@@ -565,7 +574,7 @@ class Simulator:
         worst = 0
         heal = self.plan.heal_ms
         for node in self.nodes:
-            if node.byz or node.group != "pbft":
+            if node.byz or node.group != "pbft" or not node.alive:
                 continue
             if node.executed < self.p.blocks:
                 self._violate(f"liveness: pbft node {node.index} committed {node.executed} of "
@@ -579,7 +588,7 @@ class Simulator:
                                   f"to commit (bound {self.recovery_bound_ms}ms)")
         target_epoch = self.p.blocks // self.p.epoch_length
         for node in self.nodes[self.p.pbft:]:
-            if not node.byz and node.settled_epoch < target_epoch:
+            if not node.byz and node.alive and node.settled_epoch < target_epoch:
                 self._violate(f"liveness: pos node {node.index} settled {node.settled_epoch} "
                               f"of {target_epoch} epochs")
                 break

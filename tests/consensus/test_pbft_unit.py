@@ -1,0 +1,138 @@
+"""Unit tests of the PBFT machine driven synchronously (4 replicas, f = 1)."""
+
+from __future__ import annotations
+
+from pbft_harness import CHAIN, Harness
+
+from consensus.certificate import get_certificate_error
+from consensus.crypto import compute_hash
+from consensus.events import MessageReceived
+from consensus.messages import Commit, NewView, PrePrepare, Prepare, ViewChange
+from consensus.pbft import PbftReplica
+from consensus.votes import VoteKind, compute_vote
+
+
+def test_normal_case_commits_window_in_order_with_certificates() -> None:
+    h = Harness()
+    h.start_work()
+    h.propose()
+    h.deliver_all()
+    for i in range(h.n):
+        seqs = [c.seq for c in h.commits[i]]
+        assert seqs == list(range(1, len(seqs) + 1))
+        assert len(seqs) >= h.cfg.window
+        for c in h.commits[i]:
+            assert get_certificate_error(c.qc, h.cfg.committee, h.cfg.f, CHAIN) is None
+            assert c.qc.digest == compute_hash(c.payload)
+    # several sequence numbers were in flight at once (a window, not one block)
+    assert len(h.commits[0]) >= 4
+
+
+def test_checkpoint_truncates_log_and_window_advances() -> None:
+    h = Harness()
+    h.start_work()
+    for _ in range(6):
+        h.propose()
+        h.deliver_all()
+    r = h.replicas[1]
+    assert r.executed >= 12
+    assert r.stable_seq == r.executed - r.executed % h.cfg.checkpoint_interval
+    assert all(seq > r.stable_seq for seq in r._pre_prepares)
+    assert all(key[1] > r.stable_seq for key in r._prepares)
+    assert not any(k.startswith("pbft/signed/") and int(k.rsplit("/", 1)[1]) <= r.stable_seq
+                   for k in h.disks[1])
+
+
+def test_view_change_keeps_prepared_but_uncommitted_block() -> None:
+    h = Harness()
+    h.start_work()
+    # commits never arrive: blocks prepare everywhere but commit nowhere
+    h.drop = lambda src, dst, msg: isinstance(msg, Commit)
+    h.propose(b"first")
+    h.deliver_all()
+    assert all(not h.commits[i] for i in range(h.n))
+    prepared = {seq: p.pre_prepare.digest for seq, p in h.replicas[1]._prepared.items()}
+    assert prepared, "blocks should be prepared"
+    h.drop = lambda src, dst, msg: False
+    for i in range(h.n):
+        h.fire(i)
+    h.deliver_all()
+    assert all(r.view == 1 and not r.in_view_change for r in h.replicas)
+    h.propose(b"second")
+    h.deliver_all()
+    for i in range(h.n):
+        got = {c.seq: c.qc.digest for c in h.commits[i]}
+        for seq, digest in prepared.items():
+            assert got[seq] == digest, "a prepared block must survive the view change"
+
+
+def test_leader_crash_mid_round_view_change_recovers() -> None:
+    h = Harness()
+    h.start_work()
+    h.propose()
+    # the leader's pre-prepares reach only replica 1, then the leader crashes
+    h.drop = lambda src, dst, msg: src == 0 and dst != 1
+    h.deliver_all()
+    h.down.add(0)
+    for i in range(1, h.n):
+        h.fire(i)
+    h.deliver_all()
+    assert all(h.replicas[i].view == 1 for i in range(1, h.n))
+    h.propose(b"after")
+    h.deliver_all()
+    lens = [len(h.commits[i]) for i in range(1, h.n)]
+    assert min(lens) >= 1
+    first = [c.qc.digest for c in h.commits[1]]
+    for i in (2, 3):
+        assert [c.qc.digest for c in h.commits[i]][: len(first)] == first[: len(h.commits[i])]
+
+
+def test_equivocating_pre_prepare_yields_evidence() -> None:
+    h = Harness()
+    leader_seed = h.seeds[0]
+    pk = h.cfg.committee[0]
+    a, b = b"payload-a", b"payload-b"
+    va = compute_vote(leader_seed, pk, CHAIN, VoteKind.PBFT_PRE_PREPARE, 0, 1, compute_hash(a))
+    vb = compute_vote(leader_seed, pk, CHAIN, VoteKind.PBFT_PRE_PREPARE, 0, 1, compute_hash(b))
+    h.step(1, MessageReceived(PrePrepare(va, a).to_bytes(), 0))
+    h.step(2, MessageReceived(PrePrepare(vb, b).to_bytes(), 0))
+    h.deliver_all()
+    got = [e.evidence for i in range(1, h.n) for e in h.evidence[i]]
+    assert got, "the relayed pre-prepare votes must expose the equivocation"
+    assert all(e.offender == pk for e in got)
+
+
+def test_restart_never_signs_conflicting_vote() -> None:
+    h = Harness()
+    seed, pk = h.seeds[0], h.cfg.committee[0]
+    pa = b"a"
+    va = compute_vote(seed, pk, CHAIN, VoteKind.PBFT_PRE_PREPARE, 0, 1, compute_hash(pa))
+    h.step(1, MessageReceived(PrePrepare(va, pa).to_bytes(), 0))
+    restarted = PbftReplica(h.cfg, h.seeds[1], dict(h.disks[1]))
+    h.replicas[1] = restarted
+    h.queue.clear()
+    pb = b"b"
+    vb = compute_vote(seed, pk, CHAIN, VoteKind.PBFT_PRE_PREPARE, 0, 1, compute_hash(pb))
+    h.step(1, MessageReceived(PrePrepare(vb, pb).to_bytes(), 0))
+    prepares = [m for (_s, _d, m) in h.queue if isinstance(m, Prepare)]
+    assert all(p.vote.digest == va.digest for p in prepares)
+
+
+def test_garbage_and_forged_messages_are_dropped() -> None:
+    h = Harness()
+    r = h.replicas[1]
+    for data in (b"", b"\x06\x01\x03\x02", b"\xff" * 64, PrePrepare.__name__.encode()):
+        r.step(MessageReceived(data, 0))
+    # a pre-prepare signed by a non-leader is ignored
+    seed, pk = h.seeds[2], h.cfg.committee[2]
+    v = compute_vote(seed, pk, CHAIN, VoteKind.PBFT_PRE_PREPARE, 0, 1, compute_hash(b"x"))
+    r.step(MessageReceived(PrePrepare(v, b"x").to_bytes(), 2))
+    assert not r._pre_prepares
+    # a view change with a bad signature is ignored
+    vc = ViewChange.compute(seed, pk, 1, 0, None, ())
+    forged = ViewChange(vc.new_view, vc.stable_seq, None, (), pk, b"\x00" * 64)
+    r.step(MessageReceived(forged.to_bytes(), 2))
+    assert pk not in r._view_changes.get(1, {})
+    nv = NewView.compute(seed, pk, 1, (vc,), ())
+    r.step(MessageReceived(nv.to_bytes(), 2))
+    assert r.view == 0

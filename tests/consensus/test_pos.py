@@ -1,0 +1,116 @@
+"""PoS settlement machine."""
+
+from __future__ import annotations
+
+from consensus.checkpoint import compute_checkpoint_digest
+from consensus.crypto import compute_public_key
+from consensus.crypto import compute_seed_from_label as seed_of
+from consensus.events import (
+    Alert,
+    BlockExecuted,
+    Broadcast,
+    EmitEvidence,
+    MessageReceived,
+    SettleCheckpoint,
+    ValidatorSetChanged,
+)
+from consensus.messages import CheckpointVote
+from consensus.pos import PosConfig, PosValidator
+from consensus.votes import VoteKind, compute_vote
+
+CHAIN = "pos-test"
+SEEDS = [seed_of(f"pos-{i}") for i in range(4)]
+KEYS = [compute_public_key(s) for s in SEEDS]
+E = 3
+
+
+def make(stakes: list[int]) -> list[PosValidator]:
+    cfg = PosConfig(CHAIN, E, {k: s for k, s in zip(KEYS, stakes, strict=True)}, committee_size=4)
+    return [PosValidator(cfg, s) for s in SEEDS]
+
+
+def block(h: int, nxt: dict[bytes, int] | None = None) -> BlockExecuted:
+    return BlockExecuted(h, bytes([h]) * 32, bytes([h + 100]) * 32, nxt)
+
+
+def run_epoch(vals: list[PosValidator], h: int, signers: list[int],
+              nxt: dict[bytes, int] | None = None) -> list[list[object]]:
+    votes = []
+    for i in signers:
+        for a in vals[i].step(block(h, nxt)):
+            if isinstance(a, Broadcast):
+                votes.append(a.message.to_bytes())  # type: ignore[union-attr]
+    out: list[list[object]] = [[] for _ in vals]
+    for i, v in enumerate(vals):
+        for data in votes:
+            out[i] += v.step(MessageReceived(data, 0))
+    return out
+
+
+def settled(actions: list[object]) -> list[SettleCheckpoint]:
+    return [a for a in actions if isinstance(a, SettleCheckpoint)]
+
+
+def test_settles_only_with_more_than_two_thirds_of_stake() -> None:
+    vals = make([10, 10, 10, 30])  # total 60; validators 0..2 hold exactly 1/2
+    out = run_epoch(vals, E, [0, 1, 2])
+    assert not any(settled(o) for o in out)
+    vals = make([10, 10, 10, 30])
+    out = run_epoch(vals, E, [0, 3])  # 40 of 60 = exactly 2/3: not enough
+    assert not any(settled(o) for o in out)
+    vals = make([10, 10, 10, 30])
+    out = run_epoch(vals, E, [0, 1, 3])  # 50 of 60
+    cps = [settled(o) for o in out]
+    assert all(len(c) == 1 and c[0].checkpoint.height == E for c in cps)
+
+
+def test_validator_set_changes_only_at_settled_boundary() -> None:
+    vals = make([10, 10, 10, 10])
+    new = {KEYS[0]: 10, KEYS[1]: 10, KEYS[2]: 10}  # validator 3 jailed / unbonded
+    for v in vals:
+        v.step(block(1, new))
+        assert KEYS[3] in v.validators
+    out = run_epoch(vals, E, [0, 1, 2])
+    changed = [a for a in out[0] if isinstance(a, ValidatorSetChanged)]
+    assert changed and changed[0].epoch == 2 and KEYS[3] not in changed[0].validators
+    assert sorted(changed[0].committee) == sorted(new)
+    assert vals[0].validators == new
+    # epoch 2 settles with the new set: 3 of 3 remaining
+    out = run_epoch(vals, 2 * E, [0, 1, 2])
+    assert settled(out[0])
+
+
+def test_refuses_block_conflicting_with_settled_checkpoint() -> None:
+    vals = make([10, 10, 10, 10])
+    run_epoch(vals, E, [0, 1, 2, 3])
+    fork = BlockExecuted(E, b"\xee" * 32, b"\xef" * 32)
+    acts = vals[0].step(fork)
+    assert any(isinstance(a, Alert) for a in acts)
+    assert not any(isinstance(a, Broadcast) for a in acts)
+
+
+def test_double_signed_checkpoint_is_evidence() -> None:
+    vals = make([10, 10, 10, 10])
+    bh = bytes([E]) * 32
+    msgs = []
+    for sd in (b"\x01" * 32, b"\x02" * 32):
+        d = compute_checkpoint_digest(bh, sd)
+        v = compute_vote(SEEDS[3], KEYS[3], CHAIN, VoteKind.POS_CHECKPOINT, 1, E, d)
+        msgs.append(CheckpointVote(v, bh, sd).to_bytes())
+    acts = vals[0].step(MessageReceived(msgs[0], 3)) + vals[0].step(MessageReceived(msgs[1], 3))
+    ev = [a for a in acts if isinstance(a, EmitEvidence)]
+    assert len(ev) == 1 and ev[0].evidence.offender == KEYS[3]
+
+
+def test_restart_keeps_settled_state_and_signed_records() -> None:
+    vals = make([10, 10, 10, 10])
+    disk: dict[str, bytes] = {}
+    out = run_epoch(vals, E, [0, 1, 2, 3])
+    from consensus.events import Persist
+
+    for a in out[0]:
+        if isinstance(a, Persist) and a.value is not None:
+            disk[a.key] = a.value
+    cfg = vals[0].cfg
+    again = PosValidator(cfg, SEEDS[0], disk)
+    assert again.settled_epoch == 1
