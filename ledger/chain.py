@@ -48,6 +48,7 @@ def compute_genesis_writes(genesis: Genesis) -> dict[bytes, Any]:
             v.peer_id,
             v.multiaddr,
             v.umbral_key,
+            [],
         )
     for auditor in genesis.auditors:
         writes[schema.auditor_key(auditor)] = 0

@@ -41,6 +41,7 @@ class Validator(NamedTuple):
     peer_id: str
     multiaddr: str
     umbral_key: bytes
+    unbonding_heights: list[int]  # heights at which this validator's unbonding matures
 
 
 class Asset(NamedTuple):

@@ -32,7 +32,8 @@ passed since the last settlement (the window for a guaranteed dispute).
 Validators are keyed by consensus public key; bond/unbond/jail changes are
 recorded in ``state.changed_validators`` for the consensus layer. Unbonded
 stake matures ``unbonding_period`` blocks later (at the start of that block)
-into the operator's balance; stake in the unbonding queue is not slashable.
+into the operator's balance. Stake still in the unbonding queue is slashed
+with the bonded stake (Cosmos semantics), so unbonding cannot dodge evidence.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ from ledger.state import State
 QUALITY_DOMAIN = "dmchain/quality/v1"
 GOVERNANCE_DOMAIN = "dmchain/governance/v1"
 MAX_UNBONDING_PER_HEIGHT = 100_000
+MAX_UNBONDING_HEIGHTS = 32  # distinct pending maturities per validator
 
 DisputeVerifier = Callable[[bytes, bytes, bytes], "str | None"]
 
@@ -180,7 +182,7 @@ def process_bond(state: State, tx: t.Tx, env: Env) -> bytes:
     if val is None:
         if not args.roles:
             raise _fail(ReceiptCode.BAD_PARAMETER, "a new validator needs at least one role")
-        val = Validator(tx.sender, sorted(args.roles), 0, False, False, "", "", "", b"")
+        val = Validator(tx.sender, sorted(args.roles), 0, False, False, "", "", "", b"", [])
     else:
         if val.operator != tx.sender:
             raise _fail(ReceiptCode.UNAUTHORIZED, "only the validator's operator may bond")
@@ -206,8 +208,16 @@ def process_unbond(state: State, tx: t.Tx, env: Env) -> bytes:
         raise _fail(ReceiptCode.UNAUTHORIZED, "only the validator's operator may unbond")
     if not 0 < args.amount <= val.stake:
         raise _fail(ReceiptCode.BAD_PARAMETER, f"unbond amount must be in 1..{val.stake}")
-    state.put(key, val._replace(stake=val.stake - args.amount))
     mature = env.height + max(1, state.get_params().unbonding_period)
+    heights = val.unbonding_heights
+    if mature not in heights:
+        if len(heights) >= MAX_UNBONDING_HEIGHTS:
+            raise _fail(
+                ReceiptCode.INVALID_STATE,
+                f"validator already has {MAX_UNBONDING_HEIGHTS} unbonding entries pending",
+            )
+        heights = [*heights, mature]
+    state.put(key, val._replace(stake=val.stake - args.amount, unbonding_heights=heights))
     qkey = schema.unbonding_key(mature)
     entries: list[list[Any]] = list(state.get(qkey) or [])
     if len(entries) >= MAX_UNBONDING_PER_HEIGHT:
@@ -246,9 +256,14 @@ def process_begin_block(state: State, height: int) -> None:
     if not entries:
         return
     total = 0
-    for operator, _validator, amount in entries:
+    for operator, validator, amount in entries:
         _change_balance(state, operator, amount)
         total += amount
+        vkey = schema.validator_key(validator)
+        val: Validator | None = state.get(vkey)
+        if val is not None and height in val.unbonding_heights:
+            remaining = [h for h in val.unbonding_heights if h != height]
+            state.put(vkey, val._replace(unbonding_heights=remaining))
     _move_supply(state, unbonding=-total, balances=total)
     state.put(qkey, None)
 
@@ -485,7 +500,23 @@ def _slash_validator(
         key,
         val._replace(stake=val.stake - slash, jailed=True, tombstoned=val.tombstoned or tombstone),
     )
-    _move_supply(state, validator_stakes=-slash, burned=slash)
+    unbonding_slash = 0
+    for height in val.unbonding_heights:
+        qkey = schema.unbonding_key(height)
+        entries: list[list[Any]] = []
+        for operator, validator, amount in state.get(qkey) or []:
+            if validator == consensus_key:
+                cut = compute_slash(amount, fraction_ppm)
+                unbonding_slash += cut
+                amount -= cut
+            entries.append([operator, validator, amount])
+        state.put(qkey, entries)
+    _move_supply(
+        state,
+        validator_stakes=-slash,
+        unbonding=-unbonding_slash,
+        burned=slash + unbonding_slash,
+    )
     state.changed_validators.add(consensus_key)
 
 

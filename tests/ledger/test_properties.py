@@ -9,6 +9,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from ledger_helpers import CHAIN, USERS, VALIDATORS, Chain, make_genesis, sign_tx
 
+from consensus.evidence import Evidence
+from consensus.votes import VoteKind, compute_vote
 from ledger import schema
 from ledger.apply import apply_block
 from ledger.chain import Ledger
@@ -21,7 +23,7 @@ from ledger.tx import TxKind
 
 H32 = bytes(32)
 KINDS = ["transfer", "bond", "unbond", "asset", "request", "request", "request"]
-KINDS += ["settle", "settle", "fail", "fail", "dispute", "dispute", "retire"]
+KINDS += ["settle", "settle", "fail", "fail", "dispute", "dispute", "retire", "evidence"]
 
 op = st.tuples(
     st.sampled_from(KINDS),
@@ -50,6 +52,13 @@ def _payload(
         return TxKind.BOND, [VALIDATORS[pick % 2].pub, amount // 8, []], pick % 2
     if kind == "unbond":
         return TxKind.UNBOND, [VALIDATORS[pick % 2].pub, amount // 4], pick % 2
+    if kind == "evidence":
+        offender = VALIDATORS[pick % 2]
+        votes = [
+            compute_vote(offender.seed, offender.pub, CHAIN, VoteKind.PBFT_COMMIT, 0, amount, d)
+            for d in (b"\x01" * 32, b"\x02" * 32)
+        ]
+        return TxKind.SUBMIT_EVIDENCE, [Evidence.from_votes(*votes).to_wire()], sender
     if kind == "asset":
         stake = 100 * TOKEN + amount // 100
         payload = [H32, H32, 1 + amount // 1_000, H32, [], "", stake, b"c"]
@@ -99,6 +108,10 @@ def _check_invariants(chain: Chain, genesis_supply: int) -> None:
         assert asset.pending == len(open_requests)
     unbonding = [e[2] for _, entries in state.iterate(schema.UNBONDING) for e in entries]
     assert sum(unbonding) == supply.unbonding
+    for key, val in state.iterate(schema.VALIDATOR):
+        for height in val.unbonding_heights:
+            entries = state.get(schema.unbonding_key(height)) or []
+            assert any(e[1] == key[1:] for e in entries)
 
 
 @settings(

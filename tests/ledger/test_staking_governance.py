@@ -179,3 +179,21 @@ def test_validator_updates_report_jail_as_zero_power() -> None:
     assert updates[offender.pub].stake == 0
     chain.nonces = {}  # the block above was not committed
     assert _gov(chain, "set_param", ["epoch_length", 5], GOV[:2]).code == ReceiptCode.BAD_PARAMETER
+
+
+def test_unbonding_stake_is_slashed_with_the_bond() -> None:
+    chain = Chain(genesis=make_genesis({"unbonding_period": 5}))
+    offender = VALIDATORS[0]
+    start = q.get_account(chain.state, OPERATOR.pub).balance
+    assert chain.run1(OPERATOR, TxKind.UNBOND, [offender.pub, 200 * TOKEN]).ok  # matures at 6
+    ev = _evidence(offender, chain.state.chain_id)
+    assert chain.run1(USERS[3], TxKind.SUBMIT_EVIDENCE, [ev]).ok
+    supply = q.get_supply(chain.state)
+    assert supply.burned == 40 * TOKEN + 10 * TOKEN  # 5 % of 800 bonded + 5 % of 200 unbonding
+    assert supply.unbonding == 190 * TOKEN
+    for _ in range(4):
+        chain.run([])
+    assert chain.state.height == 6
+    assert q.get_account(chain.state, OPERATOR.pub).balance - start == 190 * TOKEN
+    val = q.get_validator(chain.state, offender.pub)
+    assert val is not None and val.unbonding_heights == [] and val.stake == 760 * TOKEN
