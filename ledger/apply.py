@@ -19,7 +19,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ledger import schema
-from ledger.block import MAX_BLOCK_TXS, Block, compute_tx_root
+from ledger.block import (
+    MAX_BLOCK_TX_BYTES,
+    MAX_BLOCK_TXS,
+    Block,
+    compute_block_tx_bytes,
+    compute_tx_root,
+)
 from ledger.errors import BlockError, ReceiptCode, RuleError
 from ledger.records import Account
 from ledger.rules import RULES, Env, RuleContext, process_begin_block
@@ -139,6 +145,8 @@ def get_block_error(state: State, block: Block) -> str | None:
         return f"epoch {header.epoch}, expected {header.height // epoch_length}"
     if len(block.txs) > MAX_BLOCK_TXS:
         return f"{len(block.txs)} transactions exceed the limit {MAX_BLOCK_TXS}"
+    if compute_block_tx_bytes(block.txs) > MAX_BLOCK_TX_BYTES:
+        return f"transactions exceed the block size limit {MAX_BLOCK_TX_BYTES}"
     if header.tx_root != compute_tx_root(block.txs):
         return "transaction root does not match the transactions"
     return None

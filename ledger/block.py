@@ -25,7 +25,8 @@ from ledger.tx import Tx, decode_tx
 
 HEADER_DOMAIN = "dmchain/header/v1"
 MAX_BLOCK_TXS = 20_000
-MAX_BLOCK_SIZE = 64 * 1024 * 1024
+MAX_BLOCK_SIZE = codec.MAX_ENCODED_SIZE  # the encoded block must fit the codec's bound
+MAX_BLOCK_TX_BYTES = MAX_BLOCK_SIZE - 64 * 1024  # room for the header and list framing
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +133,11 @@ def decode_block(data: bytes) -> Block:
     return Block(header, txs)
 
 
+def compute_block_tx_bytes(txs: tuple[Tx, ...] | list[Tx]) -> int:
+    """Return the bytes the transactions take in an encoded block (with framing)."""
+    return sum(len(tx.raw) + 4 for tx in txs)
+
+
 def compute_tx_root(txs: tuple[Tx, ...] | list[Tx]) -> bytes:
     """Return the Merkle root over the transactions' hashes."""
     return compute_merkle_root([tx.tx_hash for tx in txs])
@@ -152,6 +158,8 @@ def compute_block(
     """Return a block over ``txs`` with its Merkle root filled in."""
     if len(txs) > MAX_BLOCK_TXS:
         raise BlockError(f"{len(txs)} transactions exceed the block limit {MAX_BLOCK_TXS}")
+    if compute_block_tx_bytes(txs) > MAX_BLOCK_TX_BYTES:
+        raise BlockError(f"transactions exceed the block size limit {MAX_BLOCK_TX_BYTES}")
     header = Header(
         chain_id,
         height,

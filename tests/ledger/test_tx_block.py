@@ -194,3 +194,16 @@ def test_default_dispute_verifier_is_pre_dispute() -> None:
     r = chain.run1(consumer, TxKind.DISPUTE, [req.result, b"garbage"])
     assert r.code == ReceiptCode.BAD_PROOF and "dispute proof rejected" in r.reason
     assert "verifier failed" not in r.reason
+
+
+def test_block_size_is_bounded_so_every_block_encodes() -> None:
+    from ledger.block import MAX_BLOCK_TX_BYTES
+
+    proof = b"x" * t.MAX_PROOF_SIZE
+    txs = [sign_tx(USERS[0], TxKind.DISPUTE, i, [bytes(32), proof]) for i in range(70)]
+    assert sum(len(x.raw) for x in txs) > MAX_BLOCK_TX_BYTES
+    with pytest.raises(BlockError, match="size limit"):
+        compute_block(CHAIN, 1, bytes(32), bytes(32), 0, txs)
+    fitting = txs[:60]
+    block = compute_block(CHAIN, 1, bytes(32), bytes(32), 0, fitting)
+    assert len(decode_block(block.encode()).txs) == 60
