@@ -711,9 +711,14 @@ class PbftReplica:
         if vc.new_view < self.view:
             return
         nv = self._my_nv
-        if vc.new_view == self.view and not self.in_view_change and nv is not None:
-            if nv.view == self.view and vc.signer != self.public_key:
-                self._out.append(Send(self._index_of[vc.signer], nv))  # it missed the new view
+        if (
+            vc.new_view == self.view
+            and not self.in_view_change
+            and nv is not None
+            and nv.view == self.view
+            and vc.signer != self.public_key
+        ):
+            self._out.append(Send(self._index_of[vc.signer], nv))  # it missed the new view
         self._store_view_change(vc)
         higher = sorted((v for v in self._vc_max_view.values() if v > self.view), reverse=True)
         if len(higher) > self.cfg.f:

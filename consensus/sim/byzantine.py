@@ -8,6 +8,7 @@ genuine evidence that honest machines must detect.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from consensus.crypto import compute_hash
 from consensus.events import Action, Broadcast, Event, MessageReceived, Send
@@ -50,7 +51,7 @@ class ByzantineReplica:
         """Process ``event`` honestly, then misbehave."""
         if self.kind == "silent":
             return []
-        actions = self.inner.step(event)
+        actions: list[Any] = self.inner.step(event)
         if not isinstance(event, MessageReceived):
             return self._rewrite(actions)
         if self.kind == "replay":
@@ -159,8 +160,13 @@ class DoubleSigningValidator:
                 digest = compute_checkpoint_digest(msg.block_hash, fake_state)
                 v = msg.vote
                 vote = compute_vote(
-                    self._seed, v.signer, v.chain_id, VoteKind.POS_CHECKPOINT,
-                    v.round, v.position, digest,
+                    self._seed,
+                    v.signer,
+                    v.chain_id,
+                    VoteKind.POS_CHECKPOINT,
+                    v.round,
+                    v.position,
+                    digest,
                 )
                 self.equivocations += 1
                 out.append(Broadcast(CheckpointVote(vote, msg.block_hash, fake_state)))

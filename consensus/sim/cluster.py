@@ -200,9 +200,9 @@ class Simulator:
         self.epoch_validators: dict[int, dict[bytes, int]] = {1: dict(self.ledger_validators)}
         self.set_after_height: dict[int, dict[bytes, int]] = {0: dict(self.ledger_validators)}
         self.evidence_ids: set[bytes] = set()
-        self.byz_keys = {
-            self.committee[i] for i, kind in self.plan.byzantine.items() if kind
-        } | {self.pos_keys[j] for j in self.plan.pos_double}
+        self.byz_keys = {self.committee[i] for i, kind in self.plan.byzantine.items() if kind} | {
+            self.pos_keys[j] for j in self.plan.pos_double
+        }
         self.jailed: set[bytes] = set()
         self.payload_counter = 0
         self.events = 0
@@ -316,22 +316,35 @@ class Simulator:
                 for gid in self._group_ids(node):
                     self._send(node, gid, data, action.message)
             elif isinstance(action, Send):
-                self._send(node, self._gid(node, action.to), action.message.to_bytes(),
-                           action.message)
+                self._send(
+                    node, self._gid(node, action.to), action.message.to_bytes(), action.message
+                )
             elif isinstance(action, RawSend):
-                self._send(node, self._gid(node, action.to), action.data,
-                           decode_message(action.data))
+                self._send(
+                    node, self._gid(node, action.to), action.data, decode_message(action.data)
+                )
             elif isinstance(action, SetTimer):
-                self._push(self.now + action.delay_ms, node.gid,
-                           ("timer", TimerFired(action.name, action.token)), node.incarnation)
+                self._push(
+                    self.now + action.delay_ms,
+                    node.gid,
+                    ("timer", TimerFired(action.name, action.token)),
+                    node.incarnation,
+                )
             elif isinstance(action, RequestProposal):
                 self.payload_counter += 1
                 payload = b"block:%d:%d:%d:%d" % (
-                    self.p.seed, node.index, action.seq, self.payload_counter
+                    self.p.seed,
+                    node.index,
+                    action.seq,
+                    self.payload_counter,
                 )
                 ready = max(self.now + 1, action.seq * self.p.block_interval_ms)
-                self._push(ready, node.gid,
-                           ("proposal", ProposalReady(action.seq, payload)), node.incarnation)
+                self._push(
+                    ready,
+                    node.gid,
+                    ("proposal", ProposalReady(action.seq, payload)),
+                    node.incarnation,
+                )
             elif isinstance(action, CommitBlock):
                 self._on_commit(node, action)
             elif isinstance(action, ServeBlocks):
@@ -360,8 +373,10 @@ class Simulator:
             node.executed = max(node.executed, seq)
             return
         if seq != node.executed + 1:
-            self._violate(f"safety: node {node.index} committed height {seq} after "
-                          f"{node.executed} (prefix changed or skipped)")
+            self._violate(
+                f"safety: node {node.index} committed height {seq} after "
+                f"{node.executed} (prefix changed or skipped)"
+            )
         node.executed = seq
         node.commit_times.append(self.now)
         if self.now >= self.plan.heal_ms and node.first_commit_after_heal is None:
@@ -386,7 +401,8 @@ class Simulator:
             e = self.p.epoch_length
             if h == e + 2:
                 honest = [
-                    j for j in range(self.p.pos)
+                    j
+                    for j in range(self.p.pos)
                     if j not in self.plan.pos_double
                     and all(c[0] != j for c in self.plan.pos_crashes)
                 ]
@@ -401,7 +417,7 @@ class Simulator:
             ev = BlockExecuted(h, block_hash, self.state_digest, change)
             self.chain_events.append(ev)
             self.canon_len = h
-            for node in self.nodes[self.p.pbft:]:
+            for node in self.nodes[self.p.pbft :]:
                 if node.alive:
                     self._schedule_block(node, ev)
 
@@ -415,8 +431,9 @@ class Simulator:
         if node.byz:
             return
         if cp.epoch != node.settled_epoch + 1:
-            self._violate(f"settlement: node {node.index} settled epoch {cp.epoch} after "
-                          f"{node.settled_epoch}")
+            self._violate(
+                f"settlement: node {node.index} settled epoch {cp.epoch} after {node.settled_epoch}"
+            )
         node.settled_epoch = cp.epoch
         vset = self.epoch_validators.get(cp.epoch)
         if vset is None:
@@ -436,9 +453,12 @@ class Simulator:
                 self.epoch_validators[cp.epoch + 1] = after
             for other in self.nodes[: self.p.pbft]:
                 if other.alive:
-                    self._push(self.now + 1, other.gid,
-                               ("settled", CheckpointSettled(cp.height, cp.block_hash)),
-                               other.incarnation)
+                    self._push(
+                        self.now + 1,
+                        other.gid,
+                        ("settled", CheckpointSettled(cp.height, cp.block_hash)),
+                        other.incarnation,
+                    )
         elif known != mine:
             self._violate(f"settlement: conflicting settled checkpoints for epoch {cp.epoch}")
 
@@ -451,8 +471,7 @@ class Simulator:
             self._violate(f"evidence: node {node.index} emitted invalid evidence: {err}")
             return
         if ev.offender not in self.byz_keys:
-            self._violate(f"safety: honest key equivocated (evidence by {node.group} "
-                          f"{node.index})")
+            self._violate(f"safety: honest key equivocated (evidence by {node.group} {node.index})")
         v = ev.first
         node.evidence_keys.add((int(v.kind), v.round, v.position, v.signer))
         self.evidence_ids.add(ev.evidence_id())
@@ -464,8 +483,9 @@ class Simulator:
     def _step(self, node: _Node, event: Any) -> None:
         self._apply(node, node.machine.step(event))
 
-    def _deliver(self, node: _Node, sender_index: int, sender_gid: int, data: bytes,
-                 msg: Message) -> None:
+    def _deliver(
+        self, node: _Node, sender_index: int, sender_gid: int, data: bytes, msg: Message
+    ) -> None:
         if self._partitioned(sender_gid, node.gid):
             return
         expect: list[tuple[int, int, int, bytes]] = []
@@ -485,8 +505,10 @@ class Simulator:
         self._step(node, MessageReceived(data, sender_index))
         for key in expect:
             if key not in node.evidence_keys:
-                self._violate(f"evidence: {node.group} node {node.index} saw an equivocation "
-                              f"by {key[3].hex()[:8]} and emitted no evidence")
+                self._violate(
+                    f"evidence: {node.group} node {node.index} saw an equivocation "
+                    f"by {key[3].hex()[:8]} and emitted no evidence"
+                )
 
     def _crash(self, node: _Node) -> None:
         node.alive = False
@@ -577,20 +599,26 @@ class Simulator:
             if node.byz or node.group != "pbft" or not node.alive:
                 continue
             if node.executed < self.p.blocks:
-                self._violate(f"liveness: pbft node {node.index} committed {node.executed} of "
-                              f"{self.p.blocks} blocks by t={end}ms (healed at {heal}ms)")
+                self._violate(
+                    f"liveness: pbft node {node.index} committed {node.executed} of "
+                    f"{self.p.blocks} blocks by t={end}ms (healed at {heal}ms)"
+                )
                 return worst
             if node.first_commit_after_heal is not None:
                 took = node.first_commit_after_heal - heal
                 worst = max(worst, took)
                 if took > self.recovery_bound_ms:
-                    self._violate(f"liveness: pbft node {node.index} took {took}ms after heal "
-                                  f"to commit (bound {self.recovery_bound_ms}ms)")
+                    self._violate(
+                        f"liveness: pbft node {node.index} took {took}ms after heal "
+                        f"to commit (bound {self.recovery_bound_ms}ms)"
+                    )
         target_epoch = self.p.blocks // self.p.epoch_length
-        for node in self.nodes[self.p.pbft:]:
+        for node in self.nodes[self.p.pbft :]:
             if not node.byz and node.alive and node.settled_epoch < target_epoch:
-                self._violate(f"liveness: pos node {node.index} settled {node.settled_epoch} "
-                              f"of {target_epoch} epochs")
+                self._violate(
+                    f"liveness: pos node {node.index} settled {node.settled_epoch} "
+                    f"of {target_epoch} epochs"
+                )
                 break
         return worst
 

@@ -121,10 +121,8 @@ def run(args: argparse.Namespace) -> int:
                 )
             if res.violations:
                 violations += 1
-                print(
-                    f"seed {res.seed}: {res.violations[0]} | replay: {replay_command(args, res.seed)}",
-                    flush=True,
-                )
+                replay = replay_command(args, res.seed)
+                print(f"seed {res.seed}: {res.violations[0]} | replay: {replay}", flush=True)
     finally:
         if pool is not None:
             pool.close()

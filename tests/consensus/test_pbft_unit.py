@@ -7,7 +7,7 @@ from pbft_harness import CHAIN, Harness
 from consensus.certificate import get_certificate_error
 from consensus.crypto import compute_hash
 from consensus.events import MessageReceived
-from consensus.messages import Commit, NewView, PrePrepare, Prepare, ViewChange
+from consensus.messages import Commit, NewView, Prepare, PrePrepare, ViewChange
 from consensus.pbft import PbftReplica
 from consensus.votes import VoteKind, compute_vote
 
@@ -39,8 +39,10 @@ def test_checkpoint_truncates_log_and_window_advances() -> None:
     assert r.stable_seq == r.executed - r.executed % h.cfg.checkpoint_interval
     assert all(seq > r.stable_seq for seq in r._pre_prepares)
     assert all(key[1] > r.stable_seq for key in r._prepares)
-    assert not any(k.startswith("pbft/signed/") and int(k.rsplit("/", 1)[1]) <= r.stable_seq
-                   for k in h.disks[1])
+    assert not any(
+        k.startswith("pbft/signed/") and int(k.rsplit("/", 1)[1]) <= r.stable_seq
+        for k in h.disks[1]
+    )
 
 
 def test_view_change_keeps_prepared_but_uncommitted_block() -> None:

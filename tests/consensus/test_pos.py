@@ -25,7 +25,7 @@ E = 3
 
 
 def make(stakes: list[int]) -> list[PosValidator]:
-    cfg = PosConfig(CHAIN, E, {k: s for k, s in zip(KEYS, stakes, strict=True)}, committee_size=4)
+    cfg = PosConfig(CHAIN, E, dict(zip(KEYS, stakes, strict=True)), committee_size=4)
     return [PosValidator(cfg, s) for s in SEEDS]
 
 
@@ -33,8 +33,9 @@ def block(h: int, nxt: dict[bytes, int] | None = None) -> BlockExecuted:
     return BlockExecuted(h, bytes([h]) * 32, bytes([h + 100]) * 32, nxt)
 
 
-def run_epoch(vals: list[PosValidator], h: int, signers: list[int],
-              nxt: dict[bytes, int] | None = None) -> list[list[object]]:
+def run_epoch(
+    vals: list[PosValidator], h: int, signers: list[int], nxt: dict[bytes, int] | None = None
+) -> list[list[object]]:
     votes = []
     for i in signers:
         for a in vals[i].step(block(h, nxt)):

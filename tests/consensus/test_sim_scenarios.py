@@ -32,7 +32,7 @@ def test_leader_crash_mid_round() -> None:
     s = sim(Scenario(crashes=[(0, 400, -1)]))
     assert s.result.violations == []  # type: ignore[attr-defined]
     assert not s.nodes[0].alive
-    survivors = [nd for nd in s.nodes[1 : s.p.pbft]]
+    survivors = list(s.nodes[1 : s.p.pbft])
     assert all(nd.executed >= BLOCKS for nd in survivors)
     assert all(nd.machine.view >= 1 for nd in survivors), "a view change must have happened"
     assert s.nodes[0].commit_times and s.nodes[0].commit_times[-1] <= 400
@@ -78,7 +78,10 @@ def test_seven_three_partition_keeps_committing_on_the_seven_side() -> None:
 def test_silent_double_voting_and_replaying_replicas_with_drops() -> None:
     sc = Scenario(
         byzantine={2: "silent", 5: "doublevote", 7: "replay"},
-        heal_ms=2000, drop=0.05, dup=0.05, pos_double=[3],
+        heal_ms=2000,
+        drop=0.05,
+        dup=0.05,
+        pos_double=[3],
     )
     s = sim(sc)
     r = s.result  # type: ignore[attr-defined]
@@ -90,7 +93,8 @@ def test_silent_double_voting_and_replaying_replicas_with_drops() -> None:
 def test_weak_quorum_switch_breaks_safety_and_the_checker_sees_it() -> None:
     sc = Scenario(byzantine={0: "equivocate", 1: "doublevote", 2: "doublevote"})
     broken = [
-        seed for seed in range(6)
+        seed
+        for seed in range(6)
         if any("safety" in v for v in sim(sc, seed=seed, weak_quorum=True).result.violations)  # type: ignore[attr-defined]
     ]
     assert broken, "a 2f quorum must let conflicting blocks commit"
@@ -104,7 +108,7 @@ def test_runs_are_deterministic() -> None:
     assert run_seed(p) == run_seed(p)
 
 
-@pytest.mark.parametrize("seed", range(0, 12))
+@pytest.mark.parametrize("seed", range(12))
 def test_random_fault_seeds_ci_range(seed: int) -> None:
     r = run_seed(SimParams(seed=seed))
     assert r.violations == []

@@ -25,8 +25,8 @@ from consensus.messages import (
     FetchResponse,
     MessageError,
     NewView,
-    PreparedProof,
     Prepare,
+    PreparedProof,
     PrePrepare,
     SettledNotice,
     ViewChange,
@@ -54,11 +54,15 @@ def all_messages() -> list[object]:
     payload = b"block"
     d = compute_hash(payload)
     pp = vote(0, VoteKind.PBFT_PRE_PREPARE, 0, 1, d)
-    proof = PreparedProof(pp, payload, tuple(vote(i, VoteKind.PBFT_PREPARE, 0, 1, d) for i in range(7)))
+    proof = PreparedProof(
+        pp, payload, tuple(vote(i, VoteKind.PBFT_PREPARE, 0, 1, d) for i in range(7))
+    )
     vc = ViewChange.compute(SEEDS[1], KEYS[1], 1, 4, qc(0, 4), (proof,))
     bh, sd = b"\x01" * 32, b"\x02" * 32
     cd = compute_checkpoint_digest(bh, sd)
-    cp = SettledCheckpoint(1, 5, bh, sd, tuple(vote(i, VoteKind.POS_CHECKPOINT, 1, 5, cd) for i in range(6)))
+    cp = SettledCheckpoint(
+        1, 5, bh, sd, tuple(vote(i, VoteKind.POS_CHECKPOINT, 1, 5, cd) for i in range(6))
+    )
     return [
         PrePrepare(pp, payload),
         Prepare(vote(2, VoteKind.PBFT_PREPARE, 0, 1, d), pp),
@@ -82,7 +86,9 @@ def test_every_message_round_trips(msg: object) -> None:
 def test_signed_messages_verify_and_detect_tampering() -> None:
     vc = all_messages()[3]
     assert isinstance(vc, ViewChange) and vc.is_signed()
-    bad = ViewChange(vc.new_view + 1, vc.stable_seq, vc.stable_qc, vc.prepared, vc.signer, vc.signature)
+    bad = ViewChange(
+        vc.new_view + 1, vc.stable_seq, vc.stable_qc, vc.prepared, vc.signer, vc.signature
+    )
     assert not bad.is_signed()
     req = FetchRequest.compute(SEEDS[0], KEYS[0], 1, 2)
     assert req.is_signed()
@@ -126,8 +132,15 @@ def test_certificate_verifier() -> None:
     assert get_certificate_error(other, KEYS, F, CHAIN) is not None
     assert get_certificate_error(good, KEYS[1:], F, CHAIN) is not None
     forged = good.votes[0]
-    forged = Vote(forged.chain_id, forged.kind, forged.round, forged.position, forged.digest,
-                  forged.signer, b"\x01" * 64)
+    forged = Vote(
+        forged.chain_id,
+        forged.kind,
+        forged.round,
+        forged.position,
+        forged.digest,
+        forged.signer,
+        b"\x01" * 64,
+    )
     bad = QuorumCertificate(good.view, good.seq, good.digest, (forged, *good.votes[1:]))
     assert get_certificate_error(bad, KEYS, F, CHAIN) == "certificate vote has a bad signature"
     prepares = tuple(vote(i, VoteKind.PBFT_PREPARE, 2, 5, good.digest) for i in range(7))
@@ -149,7 +162,7 @@ def test_settled_checkpoint_needs_strictly_more_than_two_thirds() -> None:
     cp5 = SettledCheckpoint(3, 15, bh, sd, (*votes4, vote(4, VoteKind.POS_CHECKPOINT, 3, 15, d)))
     assert get_settled_checkpoint_error(cp5, stakes, CHAIN) is None
     assert SettledCheckpoint.from_wire(codec.decode(codec.encode(cp5.to_wire()))) == cp5
-    heavy = dict(stakes, **{})
+    heavy = dict(stakes)
     heavy[KEYS[5]] = 100
     assert get_settled_checkpoint_error(cp5, heavy, CHAIN) is not None
     wrong = SettledCheckpoint(3, 15, bh, b"\x03" * 32, cp5.votes)
