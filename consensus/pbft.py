@@ -149,6 +149,10 @@ class PbftReplica:
         self._pre_prepares: dict[int, tuple[Vote, bytes]] = {}
         self._early: dict[tuple[int, int], tuple[Vote, bytes]] = {}
         self._my_vc: ViewChange | None = None
+        # Fresh proposals of the current view must be above this seq (new-view plan).
+        self._view_floor = 0
+        # The view whose new-view this replica knows (it may propose only in that view).
+        self._proposing_view = 0
         self._my_nv: NewView | None = None
         self._prepares: dict[tuple[int, int, bytes], dict[bytes, Vote]] = {}
         self._commits: dict[tuple[int, int, bytes], dict[bytes, Vote]] = {}
@@ -181,6 +185,7 @@ class PbftReplica:
             value = codec.decode(raw)
             if key == "pbft/view":
                 self.view, self.in_view_change = int(value[0]), bool(value[1])
+                self._proposing_view = 0 if self.view == 0 else -1
             elif key == "pbft/executed":
                 self.executed = int(value[0])
                 qc = QuorumCertificate.from_wire(value[1]) if value[1] is not None else None
@@ -197,6 +202,7 @@ class PbftReplica:
                 proof = PreparedProof.from_wire(value)
                 self._prepared[proof.pre_prepare.position] = proof
         self._next_seq = self.executed + 1
+        self._view_floor = self.executed
 
     def _persist(self, key: str, value: object) -> None:
         self._out.append(Persist(key, None if value is None else codec.encode(value)))
@@ -353,7 +359,9 @@ class PbftReplica:
     def _maybe_propose(self) -> None:
         if self.in_view_change or not self.is_leader() or not self._work_pending:
             return
-        self._next_seq = max(self._next_seq, self.stable_seq + 1)
+        if self._proposing_view != self.view:
+            return  # entered this view without its new-view: proposing could conflict
+        self._next_seq = max(self._next_seq, self.stable_seq + 1, self._view_floor + 1)
         while self._in_window(self._next_seq):
             if self._next_seq not in self._pre_prepares:
                 self._requested.add(self._next_seq)
@@ -388,6 +396,8 @@ class PbftReplica:
             return
         if not self._in_accept_window(vote.position) or vote.position in self._pre_prepares:
             return
+        if vote.position <= self._view_floor:
+            return  # the new-view plan decided this seq; a fresh proposal may not
         self._accept_pre_prepare(vote, payload)
 
     def _buffer_pre_prepare(self, vote: Vote, payload: bytes) -> None:
@@ -407,6 +417,9 @@ class PbftReplica:
     def _accept_pre_prepare(self, vote: Vote, payload: bytes) -> None:
         seq = vote.position
         if self._conflicts_settled(seq, vote.digest):
+            return
+        if seq <= self.executed and self._exec_digests.get(seq) != vote.digest:
+            self._out.append(Alert(f"refused pre-prepare conflicting with executed block {seq}"))
             return
         self._pre_prepares[seq] = (vote, payload)
         prepare = self._sign(VoteKind.PBFT_PREPARE, vote.round, seq, vote.digest)
@@ -592,6 +605,7 @@ class PbftReplica:
             self._pre_prepares.clear()
             self._requested.clear()
             self._next_seq = self.executed + 1
+            self._view_floor = self.executed
             self._replay_early()
 
     # ------------------------------------------------------------ view change
@@ -798,7 +812,9 @@ class PbftReplica:
         for pp in nv.pre_prepares:
             if pp.vote.position > self.stable_seq:
                 self._accept_pre_prepare(pp.vote, pp.payload)
-        self._next_seq = max([min_s] + [seq for seq, _, _ in plan]) + 1
+        self._view_floor = max([min_s] + [seq for seq, _, _ in plan])
+        self._proposing_view = nv.view
+        self._next_seq = self._view_floor + 1
         self._arm("progress", self._timeout_ms)
         self._replay_early()
         self._maybe_propose()
