@@ -55,6 +55,7 @@ from consensus.votes import Vote, VoteKind, compute_vote
 PBFT_KINDS = (VoteKind.PBFT_PRE_PREPARE, VoteKind.PBFT_PREPARE, VoteKind.PBFT_COMMIT)
 MAX_FUTURE_VIEWS = 64
 MAX_SETTLED_REMEMBERED = 256
+MAX_DIGESTS_PER_SIGNER = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +157,7 @@ class PbftReplica:
         self._my_nv: NewView | None = None
         self._prepares: dict[tuple[int, int, bytes], dict[bytes, Vote]] = {}
         self._commits: dict[tuple[int, int, bytes], dict[bytes, Vote]] = {}
+        self._digests_signed: dict[tuple[int, int, int, bytes], int] = {}
         self._prepared: dict[int, PreparedProof] = {}
         self._committed: dict[int, tuple[bytes, QuorumCertificate]] = {}
         self._signed: dict[tuple[int, int], tuple[int, bytes]] = {}
@@ -432,7 +434,24 @@ class PbftReplica:
         self._check_committed(seq)
 
     def _add_vote(self, table: dict[tuple[int, int, bytes], dict[bytes, Vote]], vote: Vote) -> None:
-        table.setdefault((vote.round, vote.position, vote.digest), {})[vote.signer] = vote
+        """Tally a vote. A signer counts for at most MAX_DIGESTS_PER_SIGNER digests per
+        slot, so memory per slot stays below that times n however a Byzantine signs."""
+        key = (vote.round, vote.position, vote.digest)
+        bucket = table.get(key)
+        if bucket is None:
+            slot = (int(vote.kind), vote.round, vote.position, vote.signer)
+            used = self._digests_signed.get(slot, 0)
+            if used >= MAX_DIGESTS_PER_SIGNER:
+                return
+            self._digests_signed[slot] = used + 1
+            bucket = table[key] = {}
+        elif vote.signer not in bucket:
+            slot = (int(vote.kind), vote.round, vote.position, vote.signer)
+            used = self._digests_signed.get(slot, 0)
+            if used >= MAX_DIGESTS_PER_SIGNER:
+                return
+            self._digests_signed[slot] = used + 1
+        bucket[vote.signer] = vote
 
     def _on_prepare(self, msg: Prepare) -> None:
         vote = msg.vote
@@ -525,6 +544,8 @@ class PbftReplica:
         for table in (self._prepares, self._commits):
             for key in [key for key in table if key[1] <= target]:
                 del table[key]
+        for slot in [slot for slot in self._digests_signed if slot[2] <= target]:
+            del self._digests_signed[slot]
         for seq in [s for s in self._pre_prepares if s <= target]:
             del self._pre_prepares[seq]
         for seq in [s for s in self._prepared if s <= target]:
@@ -659,6 +680,8 @@ class PbftReplica:
         for table in (self._prepares, self._commits):
             for key in [key for key in table if key[0] < target]:
                 del table[key]
+        for slot in [slot for slot in self._digests_signed if slot[1] < target]:
+            del self._digests_signed[slot]
         prepared = tuple(self._prepared[s] for s in sorted(self._prepared) if s > self.stable_seq)
         vc = ViewChange.compute(
             self._seed, self.public_key, target, self.stable_seq, self.stable_qc, prepared

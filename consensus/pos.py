@@ -242,8 +242,18 @@ class PosValidator:
         self._add(msg)
 
     def _add(self, msg: CheckpointVote) -> None:
+        """Tally a vote by a current validator; a signer backs at most two digests per
+        epoch (the second is already evidence), which bounds the tally."""
         v = msg.vote
-        self._tally.setdefault((v.round, v.position, v.digest), {})[v.signer] = msg
+        if v.signer not in self.validators:
+            return
+        backed = sum(
+            1 for (e, _h, _d), votes in self._tally.items() if e == v.round and v.signer in votes
+        )
+        key = (v.round, v.position, v.digest)
+        if backed >= 2 and v.signer not in self._tally.get(key, {}):
+            return
+        self._tally.setdefault(key, {})[v.signer] = msg
         self._try_settle(v.round)
 
     def _try_settle(self, epoch: int) -> None:
