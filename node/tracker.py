@@ -1,0 +1,106 @@
+"""Status of transactions submitted to this node, and waiting for them.
+
+A record goes pending -> confirmed | failed (when its block commits) ->
+settled (when a PoS checkpoint at or above its height settles). Times are
+wall-clock milliseconds at this node. The tracker is bounded: the oldest
+records are forgotten first (their receipts stay in the ledger).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from typing import Any
+
+import trio
+
+LEVELS = {"pending": 0, "confirmed": 1, "failed": 1, "settled": 2}
+
+
+class TxTracker:
+    """Bounded map of tx hash -> status document, with async waiters."""
+
+    def __init__(self, max_records: int = 500_000, max_waiters: int = 50_000) -> None:
+        self.max_records = max_records
+        self.max_waiters = max_waiters
+        self._records: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
+        self._waiters: dict[bytes, trio.Event] = {}
+        self._unsettled: deque[tuple[int, list[bytes]]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def get(self, tx_hash: bytes) -> dict[str, Any] | None:
+        """Return a copy of the status document, or None if not tracked."""
+        record = self._records.get(tx_hash)
+        return None if record is None else dict(record)
+
+    def process_submitted(self, tx_hash: bytes) -> None:
+        """Record a newly admitted transaction as pending."""
+        self._records[tx_hash] = {
+            "hash": tx_hash.hex(),
+            "status": "pending",
+            "submitted_ms": int(time.time() * 1000),
+        }
+        while len(self._records) > self.max_records:
+            old, _ = self._records.popitem(last=False)
+            self._wake(old)
+
+    def process_block(
+        self, height: int, block_hash: bytes, outcomes: list[tuple[bytes, bool, str]]
+    ) -> None:
+        """Mark tracked transactions of a committed block confirmed or failed."""
+        now = int(time.time() * 1000)
+        confirmed: list[bytes] = []
+        for tx_hash, ok, reason in outcomes:
+            record = self._records.get(tx_hash)
+            if record is None or record["status"] != "pending":
+                continue
+            record["status"] = "confirmed" if ok else "failed"
+            record["height"] = height
+            record["block_hash"] = block_hash.hex()
+            record["confirmed_ms"] = now
+            if not ok:
+                record["reason"] = reason
+            confirmed.append(tx_hash)
+            self._wake(tx_hash)
+        if confirmed:
+            self._unsettled.append((height, confirmed))
+
+    def process_settled(self, height: int, checkpoint_epoch: int) -> None:
+        """Mark every tracked transaction at or below ``height`` settled."""
+        now = int(time.time() * 1000)
+        while self._unsettled and self._unsettled[0][0] <= height:
+            _, hashes = self._unsettled.popleft()
+            for tx_hash in hashes:
+                record = self._records.get(tx_hash)
+                if record is None:
+                    continue
+                record["settled"] = True
+                record["settled_ms"] = now
+                record["settled_epoch"] = checkpoint_epoch
+                if record["status"] == "confirmed":
+                    record["status"] = "settled"
+                self._wake(tx_hash)
+
+    def _wake(self, tx_hash: bytes) -> None:
+        event = self._waiters.pop(tx_hash, None)
+        if event is not None:
+            event.set()
+
+    async def wait(self, tx_hash: bytes, level: str, timeout: float) -> dict[str, Any] | None:
+        """Wait until the record reaches ``level`` or ``timeout`` passes; return it."""
+        want = LEVELS[level]
+        with trio.move_on_after(timeout):
+            while True:
+                record = self._records.get(tx_hash)
+                if record is None:
+                    return None
+                reached = LEVELS[record["status"]] >= want or record.get("settled")
+                if record["status"] == "failed" or reached:
+                    return dict(record)
+                if tx_hash not in self._waiters and len(self._waiters) >= self.max_waiters:
+                    return dict(record)
+                event = self._waiters.setdefault(tx_hash, trio.Event())
+                await event.wait()
+        return self.get(tx_hash)
