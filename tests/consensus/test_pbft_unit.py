@@ -6,7 +6,7 @@ from pbft_harness import CHAIN, Harness
 
 from consensus.certificate import get_certificate_error
 from consensus.crypto import compute_hash
-from consensus.events import MessageReceived
+from consensus.events import EmitEvidence, MessageReceived
 from consensus.messages import Commit, NewView, Prepare, PrePrepare, ViewChange
 from consensus.pbft import PbftReplica
 from consensus.votes import VoteKind, compute_vote
@@ -138,3 +138,22 @@ def test_garbage_and_forged_messages_are_dropped() -> None:
     nv = NewView.compute(seed, pk, 1, (vc,), ())
     r.step(MessageReceived(nv.to_bytes(), 2))
     assert r.view == 0
+
+
+def test_byzantine_signer_cannot_grow_tallies_without_bound() -> None:
+    h = Harness()
+    r = h.replicas[1]
+    seed, pk = h.seeds[3], h.cfg.committee[3]
+    leader_seed, leader = h.seeds[0], h.cfg.committee[0]
+    pp = compute_vote(
+        leader_seed, leader, CHAIN, VoteKind.PBFT_PRE_PREPARE, 0, 1, compute_hash(b"x")
+    )
+    evidence = []
+    for k in range(20):
+        d = compute_hash(b"junk%d" % k)
+        v = compute_vote(seed, pk, CHAIN, VoteKind.PBFT_PREPARE, 0, 1, d)
+        actions = r.step(MessageReceived(Prepare(v, pp).to_bytes(), 3))
+        evidence += [a for a in actions if isinstance(a, EmitEvidence)]
+    slots = [key for key, votes in r._prepares.items() if pk in votes]
+    assert len(slots) == 3
+    assert len(evidence) == 1 and evidence[0].evidence.offender == pk
