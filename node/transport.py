@@ -28,6 +28,7 @@ library are expected and handled by reconnecting with exponential backoff.
 from __future__ import annotations
 
 import logging
+import socket
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -171,6 +172,35 @@ def compute_members(raw: Mapping[str, Member | tuple[str, str]]) -> dict[str, Me
     return members
 
 
+def check_listen_port_free(addr: multiaddr.Multiaddr) -> None:
+    """Raise TransportError if another socket already listens on ``addr``'s TCP port.
+
+    py-libp2p binds its listeners with SO_REUSEPORT, so a second node started
+    on the same port would bind silently and the kernel would split incoming
+    connections between the two. A plain probe bind (SO_REUSEADDR only, which
+    tolerates TIME_WAIT leftovers of a previous run) fails while any socket
+    listens there. Port 0 and non-TCP addresses are not checked.
+    """
+    protocols = {p.name for p in addr.protocols()}
+    if "tcp" not in protocols:
+        return
+    port = int(addr.value_for_protocol("tcp"))
+    if port == 0:
+        return
+    if "ip6" in protocols:
+        family, host = socket.AF_INET6, str(addr.value_for_protocol("ip6"))
+    elif "ip4" in protocols:
+        family, host = socket.AF_INET, str(addr.value_for_protocol("ip4"))
+    else:
+        return
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise TransportError(f"cannot listen on {addr}: {exc.strerror or exc}") from exc
+
+
 def is_dialer(own_peer_id: str, remote_peer_id: str) -> bool:
     """Return True iff this side should dial: the smaller base58 peer ID dials."""
     return own_peer_id < remote_peer_id
@@ -276,6 +306,7 @@ class Transport:
         stream handler is installed. Any bug in a transport task raises out of
         this call (after being logged with its traceback).
         """
+        check_listen_port_free(self.listen_multiaddr)
         host = new_host(
             key_pair=self.identity,
             sec_opt={
@@ -424,11 +455,15 @@ class Transport:
                 wire_bytes += compute_framed_size(frame)
                 peer.queued_bytes -= len(frame)
             data = encode_frames(batch, self.limits.max_frame_size)
+            written = False
             try:
                 await stream.write(data)
+                written = True
             except Exception as exc:  # libp2p raises many unrelated types on I/O
-                self.metrics.frames_lost += len(batch)
                 raise PeerIOError(f"{type(exc).__name__}: {exc}") from exc
+            finally:
+                if not written:  # failed, or cancelled because the stream closed
+                    self.metrics.frames_lost += len(batch)
             self.metrics.writes += 1
             self.metrics.frames_out += len(batch)
             self.metrics.bytes_out += len(data)

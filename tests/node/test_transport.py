@@ -76,15 +76,31 @@ def _cluster(
     return members, transports, inboxes
 
 
-async def _start(nursery: trio.Nursery, transport: Transport) -> trio.CancelScope:
-    scope = trio.CancelScope()
+class Running:
+    """A transport started in a test nursery: cancel it with stop()."""
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.stopped = trio.Event()
+
+    async def stop(self) -> None:
+        """Cancel the transport and wait until its run() has returned."""
+        self.scope.cancel()
+        await self.stopped.wait()
+
+
+async def _start(nursery: trio.Nursery, transport: Transport) -> Running:
+    running = Running()
 
     async def runner(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        with scope:
-            await transport.run(task_status=task_status)
+        try:
+            with running.scope:
+                await transport.run(task_status=task_status)
+        finally:
+            running.stopped.set()
 
     await nursery.start(runner)
-    return scope
+    return running
 
 
 async def _wait_until(condition: Callable[[], bool], what: str) -> None:
@@ -282,10 +298,12 @@ async def test_reconnects_after_peer_restarts(restarted: str) -> None:
     kept = transports[stayer]
     async with trio.open_nursery() as nursery:
         await _start(nursery, kept)
-        scope = await _start(nursery, transports[restarted])
+        running = await _start(nursery, transports[restarted])
         assert kept.send(restarted, b"before")
         await _wait_until(lambda: inboxes[restarted].frames[stayer] == [b"before"], "first frame")
-        scope.cancel()
+        # A real restart is a new process after the old one exited: wait for
+        # the old instance to be gone before binding its port again.
+        await running.stop()
         await _wait_until(lambda: kept.get_connected_peers() == [], "peer seen gone")
         # Frames queued while the peer is down are delivered once it is back.
         for i in range(20):
@@ -299,6 +317,16 @@ async def test_reconnects_after_peer_restarts(restarted: str) -> None:
         nursery.cancel_scope.cancel()
     assert new_inbox.frames[stayer] == [b"while down %d" % i for i in range(20)]
     assert kept.metrics.reconnects >= 1
+
+
+async def test_second_transport_on_a_busy_port_fails_loudly() -> None:
+    members, transports, _ = _cluster(["a", "b"])
+    twin = Transport(_key("a"), members["a"].multiaddr, members, Inbox(), FAST)
+    async with trio.open_nursery() as nursery:
+        await _start(nursery, transports["a"])
+        with pytest.raises(TransportError, match="cannot listen"):
+            await twin.run()
+        nursery.cancel_scope.cancel()
 
 
 def test_queue_bounds_and_unknown_peers() -> None:
