@@ -1,9 +1,10 @@
 """Length-prefixed frames on a byte stream (pure; no I/O).
 
 Wire format: each frame is a 4-byte big-endian unsigned length followed by
-that many bytes. A length of zero or above the reader's ``max_frame_size`` is
-malformed: the stream cannot be resynchronised, so the decoder records a
-:class:`FrameError` and the caller closes the stream.
+that many bytes. A zero length is a heartbeat (:data:`HEARTBEAT`): it carries
+no frame and the decoder skips it. A length above the reader's
+``max_frame_size`` is malformed: the stream cannot be resynchronised, so the
+decoder records a :class:`FrameError` and the caller closes the stream.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from collections.abc import Iterable
 LENGTH_PREFIX_SIZE = 4
 MAX_FRAME_SIZE_LIMIT = 4 * 1024 * 1024
 _LENGTH = struct.Struct(">I")
+HEARTBEAT = b"\x00\x00\x00\x00"
 
 
 class FrameError(ValueError):
-    """A frame is empty, larger than the allowed size, or otherwise malformed."""
+    """A frame is empty (when encoding) or larger than the allowed size."""
 
 
 def check_max_frame_size(max_frame_size: int) -> None:
@@ -71,6 +73,7 @@ class FrameDecoder:
         check_max_frame_size(max_frame_size)
         self.max_frame_size = max_frame_size
         self.error: FrameError | None = None
+        self.heartbeats = 0
         self._buffer = bytearray()
 
     def get_buffered_size(self) -> int:
@@ -88,13 +91,17 @@ class FrameDecoder:
         end = len(buffer)
         while end - offset >= LENGTH_PREFIX_SIZE:
             (size,) = _LENGTH.unpack_from(buffer, offset)
-            if size == 0 or size > self.max_frame_size:
+            if size > self.max_frame_size:
                 self.error = FrameError(
-                    f"frame length {size} is outside [1, {self.max_frame_size}]"
+                    f"frame length {size} is above the limit {self.max_frame_size}"
                 )
                 buffer.clear()
                 return frames
             start = offset + LENGTH_PREFIX_SIZE
+            if size == 0:  # heartbeat
+                self.heartbeats += 1
+                offset = start
+                continue
             if end - start < size:
                 break
             frames.append(bytes(buffer[start : start + size]))

@@ -50,6 +50,7 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from node.framing import (
+    HEARTBEAT,
     MAX_FRAME_SIZE_LIMIT,
     FrameDecoder,
     FrameError,
@@ -76,6 +77,10 @@ class PeerIOError(Exception):
     """A network operation with one peer failed (dial, stream, read or write)."""
 
 
+class PeerIdleError(PeerIOError):
+    """Nothing, not even a heartbeat, arrived from a connected peer for too long."""
+
+
 @dataclass(frozen=True)
 class Member:
     """A consortium member: its libp2p peer ID (base58) and a dialable multiaddr."""
@@ -96,6 +101,8 @@ class TransportLimits:
     dial_timeout: float = 5.0
     reconnect_initial_delay: float = 0.05
     reconnect_max_delay: float = 2.0
+    heartbeat_interval: float = 1.0
+    idle_timeout: float = 10.0
 
     def check(self) -> None:
         """Raise :class:`TransportError` unless every bound is usable."""
@@ -115,6 +122,8 @@ class TransportLimits:
             raise TransportError("need 0 < reconnect_initial_delay <= reconnect_max_delay")
         if self.dial_timeout <= 0:
             raise TransportError("dial_timeout must be positive")
+        if not 0 < 2 * self.heartbeat_interval < self.idle_timeout:
+            raise TransportError("need 0 < 2 * heartbeat_interval < idle_timeout")
 
 
 @dataclass
@@ -133,6 +142,8 @@ class TransportMetrics:
     rejected_peers: int = 0
     reconnects: int = 0
     connects: int = 0
+    heartbeats_out: int = 0
+    idle_disconnects: int = 0
 
 
 @dataclass
@@ -147,6 +158,7 @@ class _Peer:
     connected: bool = False
     inbound: INetStream | None = None
     waiting_since: float | None = None
+    last_heard: float = 0.0
 
 
 def compute_members(raw: Mapping[str, Member | tuple[str, str]]) -> dict[str, Member]:
@@ -324,17 +336,20 @@ class Transport:
             ),
             listen_addrs=[self.listen_multiaddr],
         )
-        # The host's own tasks run under a shielded scope so that, on
-        # cancellation, every connection is closed while the swarm is still
-        # alive (peers then see us leave at once); only then do its tasks stop.
+        # Shutdown order matters: first stop our own writers and readers (so
+        # nothing redials), then close every connection while the swarm is
+        # still alive (peers see us leave at once), and only then stop the
+        # swarm's tasks. The host runs under a shielded scope to allow this.
         host_scope = trio.CancelScope(shield=True)
+        work_scope = trio.CancelScope()
         try:
             async with trio.open_nursery() as outer:
-                await outer.start(self._run_host, host, host_scope)
+                await outer.start(self._run_host, host, host_scope, work_scope)
                 task_status.started()
                 try:
                     await trio.sleep_forever()
                 finally:
+                    work_scope.cancel()
                     with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT_S):
                         await _close_host_quietly(host)
                     host_scope.cancel()
@@ -347,30 +362,40 @@ class Transport:
             logger.info("event=transport_stopped peer_id=%s", self.peer_id)
 
     async def _run_host(
-        self, host: IHost, scope: trio.CancelScope, *, task_status: Any = trio.TASK_STATUS_IGNORED
+        self,
+        host: IHost,
+        host_scope: trio.CancelScope,
+        work_scope: trio.CancelScope,
+        *,
+        task_status: Any = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Run the host and the per-peer tasks inside ``scope`` until it is cancelled."""
-        with scope:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                self._host = host
-                host.get_network().register_notifee(_MemberGate(self))
-                host.set_stream_handler(FRAMES_PROTOCOL, self._handle_stream)
-                async with host.run([self.listen_multiaddr]):
-                    await _stop_auto_connector(host)
-                    logger.info(
-                        "event=transport_started peer_id=%s name=%s addrs=%s",
-                        self.peer_id,
-                        self.name,
-                        self.get_listen_addrs(),
-                    )
-                    for peer in self._peers.values():
-                        start_supervised(
-                            nursery, f"transport.peer.{peer.name}", self._run_peer, peer,
-                            forever=True,
-                        )
-                    task_status.started()
-                    await trio.sleep_forever()
+        """Run the host in ``host_scope`` and our peer tasks in ``work_scope``."""
+        with host_scope:
+            self._host = host
+            host.get_network().register_notifee(_MemberGate(self))
+            host.set_stream_handler(FRAMES_PROTOCOL, self._handle_stream)
+            async with host.run([self.listen_multiaddr]):
+                await _stop_auto_connector(host)
+                logger.info(
+                    "event=transport_started peer_id=%s name=%s addrs=%s",
+                    self.peer_id,
+                    self.name,
+                    self.get_listen_addrs(),
+                )
+                with work_scope:
+                    try:
+                        async with trio.open_nursery() as work:
+                            self._nursery = work
+                            for peer in self._peers.values():
+                                start_supervised(
+                                    work, f"transport.peer.{peer.name}", self._run_peer, peer,
+                                    forever=True,
+                                )
+                            task_status.started()
+                            await trio.sleep_forever()
+                    finally:
+                        self._nursery = None
+                await trio.sleep_forever()  # until run() has closed the host
 
     # -------------------------------------------------------------- writers
 
@@ -392,7 +417,9 @@ class Transport:
             first = False
             self.metrics.connects += 1
             peer.connected = True
+            peer.last_heard = trio.current_time()
             logger.info("event=peer_connected peer=%s", peer.name)
+            idle = False
             try:
                 async with trio.open_nursery() as conn_nursery:
                     start_supervised(
@@ -400,12 +427,22 @@ class Transport:
                         peer, stream, conn_nursery.cancel_scope,
                     )
                     await self._write_loop(peer, stream)
-            except PeerIOError as exc:
-                logger.warning("event=peer_write_failed peer=%s error=%s", peer.name, exc)
+            except* PeerIdleError as group:
+                idle = True
+                self.metrics.idle_disconnects += 1
+                logger.warning("event=peer_idle peer=%s error=%s", peer.name, group.exceptions[0])
+            except* PeerIOError as group:
+                logger.warning(
+                    "event=peer_write_failed peer=%s error=%s", peer.name, group.exceptions[0]
+                )
             finally:
                 peer.connected = False
-                with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT_S):
                     await _reset_quietly(stream)
+                    if idle:
+                        # The peer may be gone without a FIN: drop the whole
+                        # connection so the next attempt really dials.
+                        await _close_peer_quietly(self._require_host(), peer.peer_id)
             logger.info("event=peer_disconnected peer=%s", peer.name)
             await trio.sleep(delay)
 
@@ -440,10 +477,18 @@ class Transport:
     async def _write_loop(self, peer: _Peer, stream: INetStream) -> None:
         """Drain the queue in batches, one write() per batch, until a write fails."""
         max_batch = self.limits.max_batch_bytes
+        heartbeat_interval = self.limits.heartbeat_interval
+        idle_timeout = self.limits.idle_timeout
         while True:
             while not peer.queue:
                 peer.wakeup = trio.Event()
-                await peer.wakeup.wait()
+                with trio.move_on_after(heartbeat_interval):
+                    await peer.wakeup.wait()
+                if not peer.queue:
+                    await self._write_heartbeat(stream)
+                silent = trio.current_time() - peer.last_heard
+                if silent > idle_timeout:
+                    raise PeerIdleError(f"nothing received for {silent:.1f} s")
             batch: list[bytes] = []
             wire_bytes = 0
             queue = peer.queue
@@ -468,6 +513,14 @@ class Transport:
             self.metrics.frames_out += len(batch)
             self.metrics.bytes_out += len(data)
 
+    async def _write_heartbeat(self, stream: INetStream) -> None:
+        try:
+            await stream.write(HEARTBEAT)
+        except Exception as exc:  # libp2p raises many unrelated types on I/O
+            raise PeerIOError(f"{type(exc).__name__}: {exc}") from exc
+        self.metrics.heartbeats_out += 1
+        self.metrics.bytes_out += len(HEARTBEAT)
+
     async def _watch_stream(
         self, peer: _Peer, stream: INetStream, scope: trio.CancelScope
     ) -> None:
@@ -490,7 +543,10 @@ class Transport:
         remote = stream.muxed_conn.peer_id
         name = self._names_by_peer_id.get(remote.to_base58())
         nursery = self._nursery
-        if name is None or name == self.name or nursery is None:
+        if nursery is None:  # shutting down
+            await _reset_quietly(stream)
+            return
+        if name is None or name == self.name:
             self.metrics.rejected_peers += 1
             logger.warning("event=peer_rejected peer_id=%s where=stream", remote)
             await _reset_quietly(stream)
@@ -522,6 +578,7 @@ class Transport:
                     return
                 metrics.reads += 1
                 metrics.bytes_in += len(chunk)
+                peer.last_heard = trio.current_time()
                 frames = decoder.feed(chunk)
                 if frames:
                     metrics.frames_in += len(frames)
@@ -596,6 +653,13 @@ async def _close_host_quietly(host: IHost) -> None:
         await host.close()
     except Exception as exc:  # best-effort shutdown; the library raises assorted types
         logger.warning("event=host_close_failed error=%s", exc, exc_info=True)
+
+
+async def _close_peer_quietly(host: IHost, peer_id: ID) -> None:
+    try:
+        await host.disconnect(peer_id)
+    except Exception as exc:  # best-effort cleanup; the library raises assorted types
+        logger.debug("event=disconnect_failed peer_id=%s error=%s", peer_id, exc, exc_info=True)
 
 
 async def _reset_quietly(stream: INetStream) -> None:

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from node.framing import (
+    HEARTBEAT,
     LENGTH_PREFIX_SIZE,
     MAX_FRAME_SIZE_LIMIT,
     FrameDecoder,
@@ -66,10 +67,19 @@ def test_oversized_length_is_an_error_after_earlier_frames() -> None:
         decoder.feed(encode_frame(b"later"))
 
 
-def test_zero_length_and_garbage_are_errors() -> None:
+def test_heartbeats_are_skipped_and_counted() -> None:
     decoder = FrameDecoder(1024)
-    assert decoder.feed(b"\x00\x00\x00\x00") == []
-    assert decoder.error is not None
+    data = HEARTBEAT + encode_frame(b"a") + HEARTBEAT + HEARTBEAT + encode_frame(b"b")
+    out: list[bytes] = []
+    for i in range(len(data)):
+        out.extend(decoder.feed(data[i : i + 1]))
+    assert out == [b"a", b"b"]
+    assert decoder.heartbeats == 3
+    assert decoder.error is None
+    assert (0).to_bytes(4, "big") == HEARTBEAT
+
+
+def test_garbage_length_is_an_error() -> None:
     garbage = FrameDecoder(1024)
     assert garbage.feed(b"\xff\xfe\xfd\xfcjunk") == []
     assert garbage.error is not None

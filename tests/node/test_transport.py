@@ -329,6 +329,59 @@ async def test_second_transport_on_a_busy_port_fails_loudly() -> None:
         nursery.cancel_scope.cancel()
 
 
+async def test_heartbeats_keep_idle_members_connected() -> None:
+    limits = TransportLimits(
+        heartbeat_interval=0.05, idle_timeout=1.0, reconnect_initial_delay=0.02,
+        reconnect_max_delay=0.2,
+    )
+    _, transports, inboxes = _cluster(["a", "b"], limits)
+    async with trio.open_nursery() as nursery:
+        for transport in transports.values():
+            await _start(nursery, transport)
+        await _wait_until(lambda: _all_connected(transports), "connections")
+        await _wait_until(
+            lambda: all(t.metrics.heartbeats_out >= 30 for t in transports.values()),
+            "heartbeats",
+        )
+        assert _all_connected(transports)
+        nursery.cancel_scope.cancel()
+    for name, transport in transports.items():
+        assert transport.metrics.idle_disconnects == 0, name
+        assert transport.metrics.reconnects == 0, name
+        assert transport.metrics.frames_in == 0, name
+        assert not inboxes[name].frames, name
+
+
+async def test_silent_member_is_disconnected(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="dmchain.transport")
+    limits = TransportLimits(
+        heartbeat_interval=0.05, idle_timeout=0.3, reconnect_initial_delay=0.02,
+        reconnect_max_delay=0.2,
+    )
+    members, transports, _ = _cluster(["a", "c"], limits)
+    a = transports["a"]
+    # Member "c" is a bare host that accepts a's stream but never writes back.
+    c_host = new_host(key_pair=_key("c"))
+    received: list[bytes] = []
+
+    async def swallow(stream: Any) -> None:
+        while chunk := await stream.read(65536):
+            received.append(chunk)
+
+    c_host.set_stream_handler(FRAMES_PROTOCOL, swallow)
+    async with trio.open_nursery() as nursery, c_host.run(
+        [multiaddr.Multiaddr(members["c"].multiaddr)]
+    ):
+        await _start(nursery, a)
+        await _wait_until(lambda: a.metrics.idle_disconnects >= 1, "idle disconnect")
+        await _wait_until(lambda: a.metrics.reconnects >= 1, "reconnect attempt")
+        nursery.cancel_scope.cancel()
+    assert a.metrics.heartbeats_out >= 1
+    assert any(
+        "event=peer_idle" in r.getMessage() and "peer=c" in r.getMessage() for r in caplog.records
+    )
+
+
 def test_queue_bounds_and_unknown_peers() -> None:
     members = {
         "a": Member(_peer_id("a"), "/ip4/127.0.0.1/tcp/1"),
@@ -373,6 +426,9 @@ def test_configuration_errors_are_typed() -> None:
     with pytest.raises(TransportError):
         Transport(_key("a"), "/ip4/127.0.0.1/tcp/0", good, Inbox(),
                   TransportLimits(max_frame_size=8 * 1024 * 1024))
+    with pytest.raises(TransportError):
+        Transport(_key("a"), "/ip4/127.0.0.1/tcp/0", good, Inbox(),
+                  TransportLimits(heartbeat_interval=1.0, idle_timeout=1.5))
 
 
 async def test_crash_in_frame_handler_propagates_and_is_logged(
