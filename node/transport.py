@@ -158,6 +158,7 @@ class _Peer:
     connected: bool = False
     inbound: INetStream | None = None
     waiting_since: float | None = None
+    connection_ready: trio.Event = field(default_factory=trio.Event)
     last_heard: float = 0.0
 
 
@@ -408,7 +409,9 @@ class Transport:
                 stream = await self._open_stream(peer)
             except PeerIOError as exc:
                 logger.debug("event=dial_failed peer=%s error=%s", peer.name, exc)
-                await trio.sleep(delay)
+                # Back off, but retry at once when the peer connects to us.
+                with trio.move_on_after(delay):
+                    await peer.connection_ready.wait()
                 delay = min(delay * 2, self.limits.reconnect_max_delay)
                 continue
             delay = self.limits.reconnect_initial_delay
@@ -456,6 +459,7 @@ class Transport:
         reach us).
         """
         host = self._require_host()
+        peer.connection_ready = trio.Event()
         now = trio.current_time()
         if peer.waiting_since is None:
             peer.waiting_since = now
@@ -600,6 +604,7 @@ class Transport:
         remote = conn.muxed_conn.peer_id
         name = self._names_by_peer_id.get(remote.to_base58())
         if name is not None and name != self.name:
+            self._peers[name].connection_ready.set()
             return
         self.metrics.rejected_peers += 1
         logger.warning("event=peer_rejected peer_id=%s where=connection", remote)
