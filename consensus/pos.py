@@ -99,6 +99,10 @@ class PosValidator:
         self._tally: dict[tuple[int, int, bytes], dict[bytes, CheckpointVote]] = {}
         self._detector = EquivocationDetector()
         self._retry_token = 0
+        self._executed_height = 0
+        # Settled, but its boundary block is not executed here yet: the next validator
+        # set (which the ledger reports in blocks) is unknown until it is.
+        self._set_pending = False
         self._out: list[Action] = []
         if restored:
             self._restore(restored)
@@ -114,6 +118,7 @@ class PosValidator:
             if key == "pos/state":
                 self.settled = SettledCheckpoint.from_wire(value[0])
                 self.validators = validators_from_wire(value[1])
+                self._set_pending = bool(value[2])
                 self.settled_hashes[self.settled.height] = self.settled.block_hash
             elif key.startswith("pos/signed/"):
                 self._signed[int(key.rsplit("/", 1)[1])] = bytes(value)
@@ -157,25 +162,36 @@ class PosValidator:
         if settled_hash is not None and settled_hash != ev.block_hash:
             self._out.append(Alert(f"block {ev.height} conflicts with a settled checkpoint"))
             return
-        if self.settled is not None and ev.height <= self.settled.height:
-            return
         e = self.cfg.epoch_length
         epoch = (ev.height + e - 1) // e
         if epoch > self.settled_epoch + MAX_PENDING_EPOCHS:
             self._out.append(Alert("block too far beyond the last settled checkpoint"))
             return
-        if ev.next_validators is not None:
+        self._executed_height = max(self._executed_height, ev.height)
+        late = self._set_pending and epoch == self.settled_epoch
+        if ev.next_validators is not None and (epoch > self.settled_epoch or late):
             self._changes[epoch] = dict(ev.next_validators)
+        if self._set_pending and self.settled is not None and ev.height >= self.settled.height:
+            self._set_pending = False
+            self._apply_set_change(self.settled)
+            nxt = self.settled_epoch + 1
+            if nxt in self._boundaries:
+                self._sign_checkpoint(nxt)
+            self._try_settle(nxt)
+        if self.settled is not None and ev.height <= self.settled.height:
+            return
         if ev.height % e != 0:
             return
         self._boundaries[epoch] = (ev.height, ev.block_hash, ev.state_digest)
         self._sign_checkpoint(epoch)
 
     def _validators_for(self, epoch: int) -> dict[bytes, int] | None:
-        return self.validators if epoch == self.settled_epoch + 1 else None
+        if epoch != self.settled_epoch + 1 or self._set_pending:
+            return None
+        return self.validators
 
     def _sign_checkpoint(self, epoch: int) -> None:
-        if self._seed is None or epoch in self._my_votes:
+        if self._seed is None or epoch in self._my_votes or self._set_pending:
             return
         if epoch != self.settled_epoch + 1 or self.public_key not in self.validators:
             return
@@ -280,7 +296,7 @@ class PosValidator:
                 return
 
     def _on_notice(self, cp: SettledCheckpoint) -> None:
-        if cp.epoch != self.settled_epoch + 1:
+        if cp.epoch != self.settled_epoch + 1 or self._set_pending:
             return
         err = get_settled_checkpoint_error(cp, self.validators, self.cfg.chain_id)
         if err is not None:
@@ -300,14 +316,11 @@ class PosValidator:
             del self.settled_hashes[min(self.settled_hashes)]
         while len(self._settled_cps) > MAX_SETTLED_KEPT:
             del self._settled_cps[min(self._settled_cps)]
-        change = self._changes.pop(cp.epoch, None)
-        if change is not None and change != self.validators:
-            self.validators = change
-            committee = compute_committee(change, self.cfg.committee_size, cp.block_hash)
-            self._out.append(ValidatorSetChanged(cp.epoch + 1, dict(change), committee))
-        self._out.append(
-            Persist("pos/state", codec.encode([cp.to_wire(), validators_to_wire(self.validators)]))
-        )
+        if cp.height <= self._executed_height:
+            self._apply_set_change(cp)
+        else:
+            self._set_pending = True
+            self._persist_state()
         self._out.append(SettleCheckpoint(cp))
         for key in [k for k in self._tally if k[0] <= cp.epoch]:
             del self._tally[key]
@@ -318,9 +331,28 @@ class PosValidator:
         for epoch in [e for e in self._signed if e < cp.epoch]:
             del self._signed[epoch]
             self._out.append(Persist(f"pos/signed/{epoch}", None))
-        for epoch in [e for e in self._changes if e <= cp.epoch]:
+        for epoch in [e for e in self._changes if e < cp.epoch]:
             del self._changes[epoch]
         nxt = cp.epoch + 1
         if nxt in self._boundaries:
             self._sign_checkpoint(nxt)
         self._try_settle(nxt)
+
+    def _apply_set_change(self, cp: SettledCheckpoint) -> None:
+        """Apply the validator set the ledger reported in epoch ``cp.epoch`` (if any)."""
+        change = self._changes.pop(cp.epoch, None)
+        if change is not None and change != self.validators:
+            self.validators = change
+            committee = compute_committee(change, self.cfg.committee_size, cp.block_hash)
+            self._out.append(ValidatorSetChanged(cp.epoch + 1, dict(change), committee))
+        self._persist_state()
+
+    def _persist_state(self) -> None:
+        require(self.settled is not None, "state is persisted after a settlement")
+        if self.settled is not None:
+            value = [
+                self.settled.to_wire(),
+                validators_to_wire(self.validators),
+                self._set_pending,
+            ]
+            self._out.append(Persist("pos/state", codec.encode(value)))
