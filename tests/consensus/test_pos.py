@@ -115,3 +115,24 @@ def test_restart_keeps_settled_state_and_signed_records() -> None:
     cfg = vals[0].cfg
     again = PosValidator(cfg, SEEDS[0], disk)
     assert again.settled_epoch == 1
+
+
+def test_settled_by_notice_before_executing_waits_for_the_validator_set() -> None:
+    vals = make([10, 10, 10, 10])
+    new = {KEYS[0]: 10, KEYS[1]: 10, KEYS[2]: 10}
+    # validators 0..2 execute the epoch (with a set change) and settle it
+    for v in vals[:3]:
+        v.step(block(1, new))
+    out = run_epoch(vals[:3], E, [0, 1, 2])
+    cp = settled(out[0])[0].checkpoint
+    from consensus.messages import SettledNotice
+
+    # validator 3 executed nothing yet; it settles from a notice
+    late = vals[3]
+    late.step(MessageReceived(SettledNotice(cp).to_bytes(), 0))
+    assert late.settled_epoch == 1
+    assert KEYS[3] in late.validators, "set change not known before the block is executed"
+    acts = late.step(block(1, new)) + late.step(block(2)) + late.step(block(E))
+    assert any(isinstance(a, ValidatorSetChanged) for a in acts)
+    assert late.validators == new
+    assert not any(isinstance(a, Broadcast) for a in acts), "a jailed validator does not vote"
