@@ -16,6 +16,10 @@ connection or stream from a peer ID that is not a member is closed, logged
 and counted. A member whose stream carries a malformed or oversized frame has
 that stream reset (logged, counted); the member's writer reconnects.
 
+Liveness: an idle writer sends a heartbeat (a zero-length frame) every
+``heartbeat_interval``; a connected member that sends nothing for
+``idle_timeout`` has its connection closed and redialled.
+
 Delivery is at most once and in order per peer: a batch whose write fails is
 dropped (counted in ``metrics.frames_lost``), never resent, so the receiver
 never sees duplicates. Consensus retransmits what it needs.
@@ -128,7 +132,7 @@ class TransportLimits:
 
 @dataclass
 class TransportMetrics:
-    """Plain monotonically increasing counters."""
+    """Plain monotonically increasing counters (bytes include length prefixes)."""
 
     frames_in: int = 0
     frames_out: int = 0
@@ -144,6 +148,10 @@ class TransportMetrics:
     connects: int = 0
     heartbeats_out: int = 0
     idle_disconnects: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """Return a snapshot of every counter by name."""
+        return dict(vars(self))
 
 
 @dataclass

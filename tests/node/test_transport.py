@@ -399,6 +399,7 @@ def test_queue_bounds_and_unknown_peers() -> None:
     assert not a.send("nobody", b"x")
     assert not a.send("a", b"x")  # self
     assert a.metrics.drops == 3
+    assert a.metrics.as_dict()["drops"] == 3
 
     a2 = Transport(_key("a"), "/ip4/127.0.0.1/tcp/0", members, Inbox(), limits)
     assert a2.send("b", b"y" * 400)
