@@ -15,6 +15,9 @@ from collections.abc import Sequence
 
 # (name, module, one-line help). Keep in step with the README's command reference.
 SUBCOMMANDS: list[tuple[str, str, str]] = [
+    ("testnet", "node.cmd_testnet", "write keys, genesis and configs for a local consortium"),
+    ("start", "node.cmd_start", "run one validator node in the foreground"),
+    ("cluster", "node.cmd_cluster", "start, stop or inspect every node of a testnet directory"),
     ("version", "node.cmd_version", "print the version and the installed component versions"),
     ("sim", "consensus.sim.cmd", "run seeded consensus cluster simulations and check invariants"),
 ]

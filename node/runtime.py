@@ -1,0 +1,860 @@
+"""The validator process: consensus machines, ledger, mempool, network and API in one trio loop.
+
+Transaction path (ARCHITECTURE.md §4): ``POST /v1/tx`` -> stateless checks and
+one signature verification -> :class:`~node.mempool.Mempool` -> every
+``batch_interval_ms`` a batch goes to every PBFT replica -> each replica
+verifies each transaction once into its :class:`~node.txpool.ProposalPool` ->
+the leader answers ``RequestProposal`` with a payload -> pre-prepare /
+prepare / commit -> ``CommitBlock`` -> every node derives the ledger block from
+the payload, applies it, and writes block, receipts, state and certificate in
+one LevelDB batch -> receipt *confirmed* -> PoS validators sign the epoch
+checkpoint -> *settled*.
+
+Nodes that are not PBFT replicas receive committed blocks pushed by two
+replicas each and fetch any gap with a block request; every block they accept
+carries a commit certificate they verify against the committee.
+
+Wire frames: one channel byte, then the body (see ``CH_*``). Every frame from
+the network is checked; a malformed one is logged and dropped, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import plyvel
+import trio
+
+from consensus import codec
+from consensus.certificate import QuorumCertificate, get_certificate_error
+from consensus.checkpoint import compute_leader_order
+from consensus.crypto import compute_hash
+from consensus.events import (
+    Action,
+    Alert,
+    BlockExecuted,
+    Broadcast,
+    CancelTimer,
+    CheckpointSettled,
+    CommitBlock,
+    EmitEvidence,
+    MessageReceived,
+    Persist,
+    ProposalReady,
+    RequestProposal,
+    Send,
+    ServeBlocks,
+    SetTimer,
+    SettleCheckpoint,
+    TimerFired,
+    ValidatorSetChanged,
+    WorkAvailable,
+)
+from consensus.messages import CommittedBlock, FetchResponse
+from consensus.pbft import PbftConfig, PbftReplica
+from consensus.pos import PosConfig, PosValidator
+from ledger import queries
+from ledger.apply import apply_block
+from ledger.block import compute_block
+from ledger.chain import Ledger
+from ledger.errors import TxError
+from ledger.genesis import Genesis, load_genesis
+from ledger.store import LevelDBStore
+from ledger.tx import TxKind, compute_signed_tx, decode_tx, get_tx_error, is_valid_tx_signature
+from node.config import NodeConfig
+from node.http_api import TxRejectedError, create_app, serve_http
+from node.keys import NodeKeys
+from node.mempool import Mempool, MempoolEntry, MempoolFullError
+from node.metrics import NodeMetrics
+from node.payload import compute_payload, compute_payload_txs, decode_payload
+from node.tasks import run_supervised
+from node.tracker import TxTracker
+from node.transport import Member, Transport, TransportLimits
+from node.txpool import ProposalPool
+
+logger = logging.getLogger("dmchain.node")
+
+CH_PBFT = 1
+CH_POS = 2
+CH_TXS = 3
+CH_BLOCK = 4
+CH_BLOCK_REQUEST = 5
+CH_BLOCK_RESPONSE = 6
+
+TICK_S = 0.005
+SYNC_INTERVAL_S = 0.5
+MAX_PENDING_BLOCKS = 4_096
+MAX_SYNC_BLOCKS = 32
+MAX_INBOX = 50_000
+VERIFIED_REMEMBERED = 500_000
+PBFT_WINDOW = 12
+PBFT_CHECKPOINT_INTERVAL = 4
+MAX_PAYLOAD = 192 * 1024
+
+
+class NodeError(RuntimeError):
+    """The node cannot start: bad genesis, keys not in genesis, unusable data dir."""
+
+
+def _encode_stored_certificate(qc: QuorumCertificate, payload: bytes) -> bytes:
+    return codec.encode([qc.to_wire(), payload])
+
+
+def _decode_stored_certificate(raw: bytes) -> tuple[QuorumCertificate, bytes]:
+    value = codec.decode(raw)
+    return QuorumCertificate.from_wire(value[0]), bytes(value[1])
+
+
+class Node:
+    """One validator node. Construct, then ``await node.run()`` inside trio."""
+
+    def __init__(self, config: NodeConfig, keys: NodeKeys) -> None:
+        self.config = config
+        self.keys = keys
+        try:
+            self.genesis: Genesis = load_genesis(str(config.genesis_path))
+        except Exception as exc:
+            raise NodeError(f"cannot load genesis {config.genesis_path}: {exc}") from exc
+        self.chain_id = self.genesis.chain_id
+        self.public_key = keys.get_account_public_key()
+        self.params = self.genesis.params
+        by_key = {v.consensus_key: v for v in self.genesis.validators}
+        me = by_key.get(self.public_key)
+        if me is None:
+            raise NodeError(
+                f"this node's key {self.public_key.hex()} is not a validator in the genesis"
+            )
+        if me.peer_id != keys.get_peer_id():
+            raise NodeError("the genesis lists another libp2p peer ID for this node's key")
+        self.name = me.name
+        self.roles = me.roles
+        genesis_hash = self.genesis.genesis_hash()
+        pbft_stakes = {
+            v.consensus_key: v.stake for v in self.genesis.validators if "pbft" in v.roles
+        }
+        pos_stakes = {v.consensus_key: v.stake for v in self.genesis.validators if "pos" in v.roles}
+        if not pbft_stakes or not pos_stakes:
+            raise NodeError("the genesis needs at least one pbft and one pos validator")
+        self.committee = compute_leader_order(pbft_stakes, genesis_hash)
+        self.names_by_key = {v.consensus_key: v.name for v in self.genesis.validators}
+        self.committee_names = [self.names_by_key[k] for k in self.committee]
+        self.all_names = [v.name for v in self.genesis.validators]
+        self.followers = [n for n in self.all_names if n not in self.committee_names]
+        self.is_replica = self.public_key in pbft_stakes
+        self.f = (len(self.committee) - 1) // 3
+
+        data = config.data_path
+        data.mkdir(parents=True, exist_ok=True)
+        try:
+            self.store = LevelDBStore(str(data / "ledger"))
+            self.consensus_db = plyvel.DB(str(data / "consensus"), create_if_missing=True)
+        except plyvel.Error as exc:
+            raise NodeError(f"cannot open the data directory {data}: {exc}") from exc
+        self.ledger = Ledger(self.store, self.genesis)
+        restored = {k.decode(): v for k, v in self.consensus_db.iterator()}
+
+        self.pbft: PbftReplica | None = None
+        if self.is_replica:
+            self.pbft_config = PbftConfig(
+                chain_id=self.chain_id,
+                committee=self.committee,
+                window=PBFT_WINDOW,
+                checkpoint_interval=PBFT_CHECKPOINT_INTERVAL,
+                max_payload=MAX_PAYLOAD,
+            )
+            pbft_records = {k: v for k, v in restored.items() if k.startswith("pbft/")}
+            self.pbft = PbftReplica(self.pbft_config, keys.account_seed, pbft_records or None)
+        pos_records = {k: v for k, v in restored.items() if k.startswith("pos/")}
+        self.pos = PosValidator(
+            PosConfig(
+                chain_id=self.chain_id,
+                epoch_length=self.params.epoch_length,
+                genesis_validators=pos_stakes,
+                genesis_hash=genesis_hash,
+                committee_size=len(self.committee),
+            ),
+            keys.account_seed if self.public_key in pos_stakes else None,
+            pos_records or None,
+        )
+        self.pos_names = sorted(self.all_names)
+        self.pos_index = {name: i for i, name in enumerate(self.pos_names)}
+
+        limits = config.limits
+        self.mempool = Mempool(
+            limits.mempool_max_txs, limits.mempool_max_bytes, limits.mempool_max_per_sender
+        )
+        self.pool = ProposalPool(limits.mempool_max_txs)
+        self.tracker = TxTracker()
+        self.metrics = NodeMetrics(self.name)
+        self.max_body_bytes = limits.http_max_body_bytes
+        self._verified: OrderedDict[bytes, None] = OrderedDict()
+        self._pending_blocks: dict[int, tuple[bytes, QuorumCertificate]] = {}
+        self._requested_seqs: list[int] = []
+        self._timers: dict[tuple[str, str], tuple[float, int]] = {}
+        self._work_pending = False
+        self._last_tx_height = self.ledger.state.height
+        self._last_view = self.pbft.view if self.pbft else 0
+        self._known_height = self.ledger.state.height
+        self._sync_cursor = 0
+        self._evidence_seen: set[bytes] = set()
+        self._settled_unmapped: dict[int, bytes] = {}
+        self._own_nonce = queries.get_account(self.ledger.state, self.public_key).nonce
+        self._inbox_send, self._inbox_recv = trio.open_memory_channel[tuple[str, list[bytes]]](
+            MAX_INBOX
+        )
+        self._inbox_dropped = 0
+        members = {v.name: Member(v.peer_id, v.multiaddr) for v in self.genesis.validators}
+        self.transport = Transport(
+            keys.get_identity_key_pair(),
+            f"/ip4/{config.listen_host}/tcp/{config.p2p_port}",
+            members,
+            self._on_frames,
+            TransportLimits(
+                max_frame_size=limits.max_frame_bytes,
+                max_queue_frames=limits.peer_queue_frames,
+                max_queue_bytes=max(64 * 1024 * 1024, limits.max_frame_bytes),
+            ),
+        )
+        self.started_ms = int(time.time() * 1000)
+        self._http_ready = False
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled or SIGTERM/SIGINT; closes the stores on the way out."""
+        logger.info(
+            "event=node_starting name=%s roles=%s height=%d replica=%s",
+            self.name,
+            ",".join(self.roles),
+            self.ledger.state.height,
+            self.is_replica,
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_signals, nursery.cancel_scope)
+                await nursery.start(self.transport.run)
+                nursery.start_soon(run_supervised, "inbox", self._inbox_loop)
+                nursery.start_soon(run_supervised, "tick", self._tick_loop)
+                nursery.start_soon(run_supervised, "sync", self._sync_loop)
+                app = create_app(self)
+                await nursery.start(serve_http, app, self.config.http_host, self.config.http_port)
+                self._http_ready = True
+                self._execute_actions("pbft", self.pbft.start() if self.pbft else [])
+                self._execute_actions("pos", self.pos.start())
+                logger.info("event=node_ready name=%s http=%s", self.name, self.config.http_url)
+                task_status.started()
+        finally:
+            self.close()
+            logger.info("event=node_stopped name=%s height=%d", self.name, self.ledger.state.height)
+
+    def close(self) -> None:
+        """Close the stores (idempotent)."""
+        if not self.consensus_db.closed:
+            self.consensus_db.close()
+        self.store.close()
+
+    async def _watch_signals(self, scope: trio.CancelScope) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                logger.info("event=shutdown signal=%s", signal.Signals(signum).name)
+                scope.cancel()
+                return
+
+    # ---------------------------------------------------------------- network in
+
+    def _on_frames(self, sender: str, frames: list[bytes]) -> None:
+        try:
+            self._inbox_send.send_nowait((sender, frames))
+        except trio.WouldBlock:
+            self._inbox_dropped += len(frames)
+            self.metrics.inbox_dropped.inc(len(frames))
+
+    async def _inbox_loop(self) -> None:
+        async for sender, frames in self._inbox_recv:
+            for frame in frames:
+                try:
+                    self._process_frame(sender, frame)
+                except (ValueError, codec.CodecError, TxError) as exc:
+                    self.metrics.bad_frames.inc()
+                    logger.warning("event=bad_frame peer=%s error=%s", sender, exc)
+            await trio.lowlevel.checkpoint()
+
+    def _process_frame(self, sender: str, frame: bytes) -> None:
+        if not frame:
+            raise ValueError("empty frame")
+        channel, body = frame[0], frame[1:]
+        if channel == CH_PBFT:
+            if self.pbft is None:
+                return
+            index = self._committee_index(sender)
+            self._execute_actions("pbft", self.pbft.step(MessageReceived(body, index)))
+        elif channel == CH_POS:
+            event = MessageReceived(body, self.pos_index.get(sender, -1))
+            self._execute_actions("pos", self.pos.step(event))
+        elif channel == CH_TXS:
+            self._process_tx_batch(body)
+        elif channel == CH_BLOCK:
+            self._process_block_frame(codec.decode(body))
+        elif channel == CH_BLOCK_REQUEST:
+            self._process_block_request(sender, codec.decode(body))
+        elif channel == CH_BLOCK_RESPONSE:
+            value = codec.decode(body)
+            if not isinstance(value, list) or len(value) > MAX_SYNC_BLOCKS:
+                raise ValueError("malformed block response")
+            for item in value:
+                self._process_block_frame(item)
+        else:
+            raise ValueError(f"unknown channel {channel}")
+
+    def _committee_index(self, name: str) -> int:
+        try:
+            return self.committee_names.index(name)
+        except ValueError:
+            return -1
+
+    # ---------------------------------------------------------------- transactions
+
+    def _remember_verified(self, tx_hash: bytes) -> None:
+        self._verified[tx_hash] = None
+        if len(self._verified) > VERIFIED_REMEMBERED:
+            self._verified.popitem(last=False)
+
+    def submit_tx(self, raw: bytes) -> bytes:
+        """Admit one transaction at ingress; returns its hash or raises TxRejectedError."""
+        if len(raw) > self.config.limits.max_tx_bytes:
+            raise TxRejectedError(
+                "oversized",
+                f"transaction is {len(raw)} bytes, limit {self.config.limits.max_tx_bytes}",
+            )
+        try:
+            tx = decode_tx(raw)
+        except TxError as exc:
+            raise TxRejectedError("malformed", str(exc)) from exc
+        if tx.chain_id != self.chain_id:
+            raise TxRejectedError(
+                "wrong_chain", f"transaction is for chain {tx.chain_id!r}, not {self.chain_id!r}"
+            )
+        if self.mempool.is_known(tx.tx_hash) or self.tracker.get(tx.tx_hash) is not None:
+            return tx.tx_hash
+        if tx.fee < self.params.min_fee:
+            raise TxRejectedError(
+                "fee_too_low", f"fee {tx.fee} below minimum {self.params.min_fee}"
+            )
+        if not is_valid_tx_signature(tx):
+            raise TxRejectedError("bad_signature", "signature does not verify")
+        next_nonce = queries.get_account(self.ledger.state, tx.sender).nonce
+        entry = MempoolEntry(tx.tx_hash, tx.sender, tx.nonce, raw)
+        try:
+            self.mempool.add(entry, next_nonce)
+        except MempoolFullError as exc:
+            raise TxRejectedError("mempool_full", str(exc)) from exc
+        except ValueError as exc:
+            code = (
+                "replayed_nonce"
+                if "already used" in str(exc) or "pending" in str(exc)
+                else "bad_nonce"
+            )
+            raise TxRejectedError(code, str(exc)) from exc
+        self._remember_verified(tx.tx_hash)
+        self.tracker.process_submitted(tx.tx_hash)
+        self.metrics.txs_submitted.inc()
+        return tx.tx_hash
+
+    def _flush_batch(self) -> None:
+        limits = self.config.limits
+        while len(self.mempool):
+            batch = self.mempool.take_batch(limits.batch_max_txs, limits.max_frame_bytes // 2)
+            if not batch:
+                return
+            raws = [e.raw for e in batch]
+            frame = bytes([CH_TXS]) + codec.encode(raws)
+            for name in self.committee_names:
+                if name == self.name:
+                    for entry in batch:
+                        self.pool.add(entry.tx_hash, entry.raw)
+                else:
+                    self.transport.send(name, frame)
+
+    def _process_tx_batch(self, body: bytes) -> None:
+        if self.pbft is None:
+            return
+        raws = codec.decode(body)
+        if not isinstance(raws, list) or len(raws) > self.config.limits.batch_max_txs:
+            raise ValueError("malformed transaction batch")
+        for raw in raws:
+            if not isinstance(raw, bytes) or len(raw) > self.config.limits.max_tx_bytes:
+                self.metrics.bad_txs.inc()
+                continue
+            tx_hash = compute_hash(raw)
+            if self.pool.is_known(tx_hash):
+                continue
+            if tx_hash not in self._verified:
+                if get_tx_error(raw, self.chain_id) is not None:
+                    self.metrics.bad_txs.inc()
+                    continue
+                self._remember_verified(tx_hash)
+            self.pool.add(tx_hash, raw)
+
+    # ---------------------------------------------------------------- proposals
+
+    def _update_work(self) -> None:
+        if self.pbft is None:
+            return
+        height = self.ledger.state.height
+        epoch_open = self._last_tx_height > 0 and height % self.params.epoch_length != 0
+        pending = len(self.pool) > 0 or epoch_open
+        if pending != self._work_pending:
+            self._work_pending = pending
+            self._execute_actions("pbft", self.pbft.step(WorkAvailable(pending)))
+
+    def _epoch_close_target(self) -> int:
+        length = self.params.epoch_length
+        return math.ceil(self._last_tx_height / length) * length
+
+    def _answer_proposals(self) -> None:
+        if self.pbft is None or not self._requested_seqs:
+            return
+        if self.pbft.view != self._last_view:
+            self._last_view = self.pbft.view
+            self.pool.process_view_change()
+            self.metrics.view_changes.inc()
+        while self._requested_seqs:
+            seq = self._requested_seqs[0]
+            raws: list[bytes] = []
+            if self.pool.get_unproposed_count() > 0:
+                raws = self.pool.take_proposal(
+                    self.config.limits.batch_max_txs * 4, MAX_PAYLOAD - 256
+                )
+            if not raws and seq > self._epoch_close_target():
+                return
+            self._requested_seqs.pop(0)
+            if raws:
+                self._last_tx_height = max(self._last_tx_height, seq)
+            payload = compute_payload(int(time.time() * 1000), self.public_key, raws)
+            self._execute_actions("pbft", self.pbft.step(ProposalReady(seq, payload)))
+
+    # ---------------------------------------------------------------- execution
+
+    def _process_commit(self, seq: int, payload: bytes, qc: QuorumCertificate) -> None:
+        height = self.ledger.state.height
+        if seq <= height:
+            return
+        if len(self._pending_blocks) < MAX_PENDING_BLOCKS or seq == height + 1:
+            self._pending_blocks.setdefault(seq, (payload, qc))
+        self._known_height = max(self._known_height, seq)
+        while (nxt := self._pending_blocks.pop(self.ledger.state.height + 1, None)) is not None:
+            self._execute_block(self.ledger.state.height + 1, nxt[0], nxt[1])
+        for stale in [h for h in self._pending_blocks if h <= self.ledger.state.height]:
+            del self._pending_blocks[stale]
+
+    def _execute_block(self, height: int, payload: bytes, qc: QuorumCertificate) -> None:
+        started = time.perf_counter()
+        decoded = decode_payload(payload)
+        txs = compute_payload_txs(decoded)
+        unverified = [tx for tx in txs if tx.tx_hash not in self._verified]
+        txs = [tx for tx in txs if tx.tx_hash in self._verified or is_valid_tx_signature(tx)]
+        for tx in unverified:
+            self._remember_verified(tx.tx_hash)
+        state = self.ledger.state
+        block = compute_block(
+            self.chain_id,
+            height,
+            state.block_hash,
+            state.digest,
+            height // self.params.epoch_length,
+            [tx for tx in txs if tx.chain_id == self.chain_id],
+            proposer=decoded.proposer,
+            timestamp_ms=decoded.timestamp_ms,
+        )
+        new_state, receipts = apply_block(state, block, verified=True)
+        self.ledger.commit(new_state, block, receipts, _encode_stored_certificate(qc, payload))
+        block_hash = block.block_hash()
+        if block.txs:
+            self._last_tx_height = max(self._last_tx_height, height)
+        hashes = [tx.tx_hash for tx in block.txs]
+        self.pool.process_committed(hashes)
+        for tx in block.txs:
+            self.mempool.process_committed_nonce(tx.sender, tx.nonce + 1)
+        self.tracker.process_block(
+            height, block_hash, [(r.tx_hash, r.ok, r.reason) for r in receipts]
+        )
+        self.metrics.observe_block(height, len(block.txs), time.perf_counter() - started)
+        for record in (self.tracker.get(h) for h in hashes):
+            if record is not None and "confirmed_ms" in record:
+                self.metrics.commit_latency.observe(
+                    (record["confirmed_ms"] - record["submitted_ms"]) / 1000
+                )
+        if self.is_replica:
+            self._push_block(height, payload, qc)
+        next_validators = None
+        if queries.get_validator_updates(new_state):
+            next_validators = {
+                v.public_key: v.stake
+                for v in queries.get_validator_set(new_state)
+                if "pos" in v.roles and v.stake > 0
+            }
+        event = BlockExecuted(height, block_hash, new_state.digest, next_validators)
+        self._execute_actions("pos", self.pos.step(event))
+        if self._settled_unmapped:
+            self._notify_pbft_settled()
+        self._update_work()
+
+    def _push_block(self, height: int, payload: bytes, qc: QuorumCertificate) -> None:
+        if not self.followers or self.pbft is None:
+            return
+        n = len(self.committee_names)
+        frame = bytes([CH_BLOCK]) + codec.encode([height, payload, qc.to_wire()])
+        for j, name in enumerate(self.followers):
+            if self.pbft.index in (j % n, (j + 1) % n):
+                self.transport.send(name, frame)
+
+    def _process_block_frame(self, value: Any) -> None:
+        if not isinstance(value, list) or len(value) != 3:
+            raise ValueError("malformed block frame")
+        height, payload, qc_wire = value
+        if type(height) is not int or not isinstance(payload, bytes):
+            raise ValueError("malformed block frame")
+        if height <= self.ledger.state.height or height in self._pending_blocks:
+            return
+        qc = QuorumCertificate.from_wire(qc_wire)
+        error = get_certificate_error(qc, self.committee, self.f, self.chain_id)
+        if error is None and (qc.seq != height or compute_hash(payload) != qc.digest):
+            error = "certificate does not match the block"
+        if error is not None:
+            self.metrics.bad_frames.inc()
+            logger.warning("event=block_rejected height=%d error=%s", height, error)
+            return
+        self._process_commit(height, payload, qc)
+
+    def _process_block_request(self, sender: str, value: Any) -> None:
+        if not isinstance(value, list) or len(value) != 2 or not all(type(v) is int for v in value):
+            raise ValueError("malformed block request")
+        start, end = value
+        end = min(end, start + MAX_SYNC_BLOCKS - 1, self.ledger.state.height)
+        blocks = []
+        for height in range(max(1, start), end + 1):
+            stored = self.ledger.get_certificate(height)
+            if stored is None:
+                break
+            qc, payload = _decode_stored_certificate(stored)
+            blocks.append([height, payload, qc.to_wire()])
+        if blocks:
+            self.transport.send(sender, bytes([CH_BLOCK_RESPONSE]) + codec.encode(blocks))
+
+    async def _sync_loop(self) -> None:
+        """Followers (and lagging nodes) ask a replica for blocks they miss."""
+        while True:
+            await trio.sleep(SYNC_INTERVAL_S)
+            height = self.ledger.state.height
+            gap = self._pending_blocks and min(self._pending_blocks) > height + 1
+            if not (gap or self._known_height > height) and self.is_replica:
+                continue
+            sources = [n for n in self.committee_names if n != self.name]
+            if not sources:
+                continue
+            self._sync_cursor = (self._sync_cursor + 1) % len(sources)
+            request = codec.encode([height + 1, height + MAX_SYNC_BLOCKS])
+            self.transport.send(sources[self._sync_cursor], bytes([CH_BLOCK_REQUEST]) + request)
+
+    # ---------------------------------------------------------------- actions
+
+    def _execute_actions(self, machine: str, actions: list[Action]) -> None:
+        persist: dict[bytes, bytes | None] = {}
+        for action in actions:
+            if isinstance(action, Persist):
+                persist[action.key.encode()] = action.value
+                continue
+            if persist:
+                self._write_persist(persist)
+                persist = {}
+            self._execute_action(machine, action)
+        if persist:
+            self._write_persist(persist)
+
+    def _write_persist(self, batch: dict[bytes, bytes | None]) -> None:
+        with self.consensus_db.write_batch(sync=True) as wb:
+            for key, value in batch.items():
+                if value is None:
+                    wb.delete(key)
+                else:
+                    wb.put(key, value)
+
+    def _execute_action(self, machine: str, action: Action) -> None:
+        channel = CH_PBFT if machine == "pbft" else CH_POS
+        if isinstance(action, Broadcast):
+            frame = bytes([channel]) + action.message.to_bytes()
+            names = self.committee_names if machine == "pbft" else self.all_names
+            for name in names:
+                if name != self.name:
+                    self.transport.send(name, frame)
+        elif isinstance(action, Send):
+            names = self.committee_names if machine == "pbft" else self.pos_names
+            if 0 <= action.to < len(names) and names[action.to] != self.name:
+                self.transport.send(names[action.to], bytes([channel]) + action.message.to_bytes())
+        elif isinstance(action, SetTimer):
+            deadline = time.monotonic() + action.delay_ms / 1000
+            self._timers[(machine, action.name)] = (deadline, action.token)
+        elif isinstance(action, CancelTimer):
+            self._timers.pop((machine, action.name), None)
+        elif isinstance(action, RequestProposal):
+            if action.seq not in self._requested_seqs:
+                self._requested_seqs.append(action.seq)
+                self._requested_seqs.sort()
+        elif isinstance(action, CommitBlock):
+            self._process_commit(action.seq, action.payload, action.qc)
+        elif isinstance(action, ServeBlocks):
+            self._serve_blocks(action)
+        elif isinstance(action, SettleCheckpoint):
+            self._process_settled(action)
+        elif isinstance(action, ValidatorSetChanged):
+            if tuple(action.committee) != self.committee:
+                logger.warning(
+                    "event=committee_change epoch=%d note=committee rotation takes effect "
+                    "after the operators restart the replicas with the new genesis",
+                    action.epoch,
+                )
+        elif isinstance(action, EmitEvidence):
+            self._submit_evidence(action)
+        elif isinstance(action, Alert):
+            logger.warning("event=consensus_alert machine=%s reason=%s", machine, action.reason)
+
+    def _serve_blocks(self, action: ServeBlocks) -> None:
+        blocks = []
+        end = min(action.to_seq, action.from_seq + MAX_SYNC_BLOCKS - 1, self.ledger.state.height)
+        for height in range(action.from_seq, end + 1):
+            stored = self.ledger.get_certificate(height)
+            if stored is None:
+                break
+            qc, payload = _decode_stored_certificate(stored)
+            blocks.append(CommittedBlock(height, payload, qc))
+        if blocks and 0 <= action.to < len(self.committee_names):
+            message = FetchResponse(tuple(blocks))
+            self.transport.send(
+                self.committee_names[action.to], bytes([CH_PBFT]) + message.to_bytes()
+            )
+
+    def _process_settled(self, action: SettleCheckpoint) -> None:
+        checkpoint = action.checkpoint
+        self.tracker.process_settled(checkpoint.height, checkpoint.epoch)
+        self.metrics.settled_height.set(checkpoint.height)
+        self._settled_unmapped[checkpoint.height] = checkpoint.block_hash
+        self._notify_pbft_settled()
+
+    def _notify_pbft_settled(self) -> None:
+        """Tell the replica about settled checkpoints of blocks executed here.
+
+        PoS checkpoints name the ledger block hash; the replica knows blocks by
+        payload digest, so the node maps one to the other once it has executed
+        the block (a settled block not yet executed waits here).
+        """
+        height = self.ledger.state.height
+        for settled_height in sorted(h for h in self._settled_unmapped if h <= height):
+            block_hash = self._settled_unmapped.pop(settled_height)
+            block = self.ledger.get_block(settled_height)
+            stored = self.ledger.get_certificate(settled_height)
+            if block is None or stored is None:
+                continue
+            if block.block_hash() != block_hash:
+                logger.critical(
+                    "event=settled_conflict height=%d local=%s settled=%s",
+                    settled_height,
+                    block.block_hash().hex(),
+                    block_hash.hex(),
+                )
+                continue
+            if self.pbft is not None:
+                qc, _payload = _decode_stored_certificate(stored)
+                event = CheckpointSettled(settled_height, qc.digest)
+                self._execute_actions("pbft", self.pbft.step(event))
+        while len(self._settled_unmapped) > MAX_PENDING_BLOCKS:
+            del self._settled_unmapped[min(self._settled_unmapped)]
+
+    def _submit_evidence(self, action: EmitEvidence) -> None:
+        evidence_id = action.evidence.evidence_id()
+        if evidence_id in self._evidence_seen:
+            return
+        self._evidence_seen.add(evidence_id)
+        logger.warning("event=equivocation offender=%s", action.evidence.offender.hex())
+        self.metrics.evidence.inc()
+        nonce = max(self._own_nonce, queries.get_account(self.ledger.state, self.public_key).nonce)
+        raw = compute_signed_tx(
+            self.keys.account_seed,
+            self.chain_id,
+            TxKind.SUBMIT_EVIDENCE,
+            nonce,
+            [action.evidence.to_wire()],
+            fee=self.params.min_fee,
+        )
+        try:
+            self.submit_tx(raw)
+            self._own_nonce = nonce + 1
+        except TxRejectedError as exc:
+            logger.warning("event=evidence_not_submitted reason=%s", exc)
+
+    # ---------------------------------------------------------------- tick
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await trio.sleep(TICK_S)
+            self._flush_batch()
+            self._update_work()
+            self._answer_proposals()
+            self._fire_timers()
+            self.metrics.mempool_size.set(len(self.mempool) + len(self.pool))
+            self.metrics.peers.set(len(self.transport.get_connected_peers()))
+            if self.pbft is not None:
+                self.metrics.view.set(self.pbft.view)
+
+    def _fire_timers(self) -> None:
+        now = time.monotonic()
+        due = sorted((d, key, token) for key, (d, token) in self._timers.items() if d <= now)
+        for _deadline, key, token in due:
+            if self._timers.get(key, (0.0, -1))[1] != token:
+                continue
+            del self._timers[key]
+            machine, name = key
+            target = self.pbft if machine == "pbft" else self.pos
+            if target is not None:
+                self._execute_actions(machine, target.step(TimerFired(name, token)))
+
+    # ---------------------------------------------------------------- queries (HTTP)
+
+    def get_tx_status(self, tx_hash: bytes) -> dict[str, Any] | None:
+        """Return the tracked status, else the stored receipt's status, else None."""
+        doc = self.tracker.get(tx_hash)
+        if doc is not None:
+            return doc
+        receipt = self.ledger.get_receipt(tx_hash)
+        if receipt is None:
+            return None
+        settled = receipt.height <= self.get_settled_height()
+        status = "failed" if not receipt.ok else ("settled" if settled else "confirmed")
+        doc = {
+            "hash": tx_hash.hex(),
+            "status": status,
+            "height": receipt.height,
+            "settled": settled,
+        }
+        if not receipt.ok:
+            doc["reason"] = receipt.reason
+        return doc
+
+    async def wait_tx(self, tx_hash: bytes, level: str, timeout: float) -> dict[str, Any] | None:
+        """Wait for a tracked transaction to reach ``level``; else report what is known."""
+        if self.tracker.get(tx_hash) is None:
+            return self.get_tx_status(tx_hash)
+        return await self.tracker.wait(tx_hash, level, timeout)
+
+    def get_settled_height(self) -> int:
+        """Return the height of the last settled checkpoint (0 if none)."""
+        return 0 if self.pos.settled is None else self.pos.settled.height
+
+    def get_status(self) -> dict[str, Any]:
+        """Return the status document served at /v1/status."""
+        peers = self.transport.get_connected_peers()
+        total = len(self.transport.get_peer_names())
+        height = self.ledger.state.height
+        view = self.pbft.view if self.pbft else None
+        leader = None
+        if self.pbft is not None:
+            leader = self.committee_names[self.pbft.view % len(self.committee_names)]
+        return {
+            "name": self.name,
+            "chain_id": self.chain_id,
+            "role": "pbft" if self.is_replica else "pos",
+            "roles": list(self.roles),
+            "height": height,
+            "block_hash": self.ledger.state.block_hash.hex(),
+            "state_digest": self.ledger.state.digest.hex(),
+            "settled_height": self.get_settled_height(),
+            "settled_epoch": self.pos.settled_epoch,
+            "view": view,
+            "leader": leader,
+            "peers": len(peers),
+            "peers_total": total,
+            "catching_up": self._known_height > height + 1 or bool(self._pending_blocks),
+            "mempool": len(self.mempool),
+            "pool": len(self.pool),
+            "ready": self._http_ready and len(peers) >= math.ceil(2 * total / 3),
+            "started_ms": self.started_ms,
+        }
+
+    def get_block(self, height: int) -> dict[str, Any] | None:
+        """Return a committed block with its certificate as a JSON document."""
+        block = self.ledger.get_block(height)
+        if block is None:
+            return None
+        stored = self.ledger.get_certificate(height)
+        h = block.header
+        doc: dict[str, Any] = {
+            "height": h.height,
+            "hash": block.block_hash().hex(),
+            "parent_hash": h.parent_hash.hex(),
+            "tx_root": h.tx_root.hex(),
+            "state_digest": h.state_digest.hex(),
+            "epoch": h.epoch,
+            "proposer": h.proposer.hex(),
+            "timestamp_ms": h.timestamp_ms,
+            "txs": [tx.tx_hash.hex() for tx in block.txs],
+        }
+        if stored is not None:
+            qc, _payload = _decode_stored_certificate(stored)
+            doc["certificate"] = {
+                "view": qc.view,
+                "seq": qc.seq,
+                "digest": qc.digest.hex(),
+                "signers": [v.signer.hex() for v in qc.votes],
+            }
+        return doc
+
+    def get_account(self, account: bytes) -> dict[str, Any] | None:
+        """Return balance, nonce and stake of an account."""
+        if len(account) != 32:
+            return None
+        acc = queries.get_account(self.ledger.state, account)
+        return {
+            "account": account.hex(),
+            "balance": acc.balance,
+            "nonce": acc.nonce,
+            "stake": queries.get_stake(self.ledger.state, account),
+        }
+
+    def get_asset(self, asset_id: bytes) -> dict[str, Any] | None:
+        """Return a registered asset as a JSON document, or None."""
+        asset = queries.get_asset(self.ledger.state, asset_id) if len(asset_id) == 32 else None
+        if asset is None:
+            return None
+        return {k: (v.hex() if isinstance(v, bytes) else v) for k, v in asset._asdict().items()}
+
+    def get_validators(self) -> list[dict[str, Any]]:
+        """Return the validator set with names, stakes and roles."""
+        return [
+            {
+                "name": self.names_by_key.get(v.public_key, ""),
+                "public_key": v.public_key.hex(),
+                "stake": v.stake,
+                "roles": list(v.roles),
+            }
+            for v in queries.get_validator_set(self.ledger.state)
+        ]
+
+    def get_supply(self) -> dict[str, Any]:
+        """Return the supply breakdown."""
+        return dict(queries.get_supply_breakdown(self.ledger.state))
+
+    def get_metrics_text(self) -> bytes:
+        """Return Prometheus exposition text."""
+        self.metrics.height.set(self.ledger.state.height)
+        return self.metrics.render()
+
+
+async def run_node(home: Path, keys: NodeKeys, config: NodeConfig) -> None:
+    """Build and run the node of ``home`` until it is stopped."""
+    node = Node(config, keys)
+    await node.run()
