@@ -15,9 +15,12 @@ from collections.abc import Sequence
 
 # (name, module, one-line help). Keep in step with the README's command reference.
 SUBCOMMANDS: list[tuple[str, str, str]] = [
+    ("run-local", "node.cmd_run_local", "run the local reference consortium and show it working"),
     ("testnet", "node.cmd_testnet", "write keys, genesis and configs for a local consortium"),
     ("start", "node.cmd_start", "run one validator node in the foreground"),
     ("cluster", "node.cmd_cluster", "start, stop or inspect every node of a testnet directory"),
+    ("init", "node.cmd_init", "prepare one node's home to join an existing consortium"),
+    ("keys", "node.cmd_keys", "generate a node's keys or show its genesis entry"),
     ("version", "node.cmd_version", "print the version and the installed component versions"),
     ("sim", "consensus.sim.cmd", "run seeded consensus cluster simulations and check invariants"),
 ]
