@@ -48,6 +48,7 @@ from libp2p.custom_types import TProtocol
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
+from libp2p.rcmgr import ResourceManager
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
@@ -344,6 +345,7 @@ class Transport:
                 max_connections=self._max_connections,
             ),
             listen_addrs=[self.listen_multiaddr],
+            resource_manager=_new_resource_manager(),
         )
         # Shutdown order matters: first stop our own writers and readers (so
         # nothing redials), then close every connection while the swarm is
@@ -475,6 +477,9 @@ class Transport:
         try:
             with trio.fail_after(self.limits.dial_timeout):
                 if may_dial:
+                    # The swarm refuses for 60 s to redial a peer whose dial
+                    # failed ("negative cache"); our own backoff governs retries.
+                    _unblock_peer(host, peer.peer_id)
                     await host.connect(PeerInfo(peer.peer_id, [peer.addr]))
                 elif not host.get_network().get_connections(peer.peer_id):
                     raise PeerIOError("waiting for the peer to dial")
@@ -659,6 +664,30 @@ async def _stop_auto_connector(host: IHost) -> None:
     auto_connector = getattr(host.get_network(), "auto_connector", None)
     if auto_connector is not None:
         await auto_connector.stop()
+
+
+def _new_resource_manager() -> ResourceManager:
+    """Return a resource manager without the default circuit breaker and rate limits.
+
+    py-libp2p's default manager opens a circuit breaker for 60 s after five
+    failed connection acquisitions and rate-limits connections per peer; a
+    consortium whose members restart together trips both and then refuses
+    every member for a minute. Membership and the connection cap bound
+    what this node accepts instead.
+    """
+    return ResourceManager(
+        enable_circuit_breaker=False,
+        enable_graceful_degradation=False,
+        enable_rate_limiting=False,
+        enable_metrics=False,
+    )
+
+
+def _unblock_peer(host: IHost, peer_id: ID) -> None:
+    """Lift py-libp2p's 60 s dial block on ``peer_id`` (no-op if absent)."""
+    unblock = getattr(host.get_network(), "unblock_peer", None)
+    if unblock is not None:
+        unblock(peer_id)
 
 
 async def _close_host_quietly(host: IHost) -> None:
