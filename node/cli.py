@@ -23,6 +23,7 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("keys", "node.cmd_keys", "generate a node's keys or show its genesis entry"),
     ("version", "node.cmd_version", "print the version and the installed component versions"),
     ("sim", "consensus.sim.cmd", "run seeded consensus cluster simulations and check invariants"),
+    ("bench", "node.cmd_bench", "benchmark a cluster: throughput, latency, settlement, CPU"),
 ]
 
 

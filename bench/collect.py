@@ -1,0 +1,164 @@
+"""Read back what the cluster did with the load: per-transaction status and blocks.
+
+Per transaction, the ingress node's tracker (``GET /v1/tx/{hash}``) holds the
+outcome and the node's wall-clock times ``confirmed_ms`` (the node executed
+the block) and ``settled_ms`` (a PoS checkpoint covering it settled). Blocks
+(``GET /v1/blocks/{h}``) list committed transaction hashes, so loss is
+detected from the chain itself, independently of any tracker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import trio
+
+MAX_IN_FLIGHT = 8
+MAX_BLOCKS = 200_000
+
+
+@dataclass(frozen=True)
+class TxStatus:
+    """The ingress node's view of one transaction."""
+
+    status: str
+    submitted_ms: int
+    confirmed_ms: int
+    settled_ms: int
+    height: int
+    block_hash: str
+
+
+UNKNOWN = TxStatus("unknown", 0, 0, 0, 0, "")
+
+
+def compute_status(doc: dict[str, Any] | None) -> TxStatus:
+    """Return the TxStatus of a ``/v1/tx`` document (UNKNOWN for None or junk)."""
+    if not isinstance(doc, dict):
+        return UNKNOWN
+
+    def num(key: str) -> int:
+        value = doc.get(key, 0)
+        return value if isinstance(value, int) else 0
+
+    return TxStatus(
+        str(doc.get("status", "unknown")),
+        num("submitted_ms"),
+        num("confirmed_ms"),
+        num("settled_ms"),
+        num("height"),
+        str(doc.get("block_hash", "")),
+    )
+
+
+async def _get_json(client: httpx.AsyncClient, path: str) -> Any:
+    try:
+        response = await client.get(path)
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+async def process_fetch_statuses(
+    urls: list[str], wanted: list[tuple[int, bytes]]
+) -> list[TxStatus]:
+    """Return the status of each (node, tx hash) from that node, in order."""
+    out: list[TxStatus] = [UNKNOWN] * len(wanted)
+    by_node: dict[int, list[int]] = {}
+    for i, (node, _h) in enumerate(wanted):
+        by_node.setdefault(node, []).append(i)
+
+    async def fetch_node(node: int, indices: list[int]) -> None:
+        limits = httpx.Limits(max_connections=2)
+        async with httpx.AsyncClient(base_url=urls[node], timeout=30.0, limits=limits) as client:
+            for i in indices:
+                out[i] = compute_status(await _get_json(client, f"/v1/tx/{wanted[i][1].hex()}"))
+
+    limiter = trio.CapacityLimiter(MAX_IN_FLIGHT)
+
+    async def guarded(node: int, indices: list[int]) -> None:
+        async with limiter:
+            await fetch_node(node, indices)
+
+    async with trio.open_nursery() as nursery:
+        for node, indices in by_node.items():
+            nursery.start_soon(guarded, node, indices)
+    return out
+
+
+async def process_fetch_blocks(url: str, first: int, last: int) -> dict[int, dict[str, Any]]:
+    """Return blocks ``first..last`` from one node (missing heights are left out)."""
+    if last - first + 1 > MAX_BLOCKS:
+        first = last - MAX_BLOCKS + 1
+    out: dict[int, dict[str, Any]] = {}
+    async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
+        for height in range(max(1, first), last + 1):
+            doc = await _get_json(client, f"/v1/blocks/{height}")
+            if isinstance(doc, dict):
+                out[height] = doc
+    return out
+
+
+async def get_statuses(urls: list[str]) -> list[dict[str, Any] | None]:
+    """Return every node's ``/v1/status`` document (None where it does not answer)."""
+    out: list[dict[str, Any] | None] = [None] * len(urls)
+
+    async def one(i: int) -> None:
+        async with httpx.AsyncClient(base_url=urls[i], timeout=5.0) as client:
+            doc = await _get_json(client, "/v1/status")
+            out[i] = doc if isinstance(doc, dict) else None
+
+    async with trio.open_nursery() as nursery:
+        for i in range(len(urls)):
+            nursery.start_soon(one, i)
+    return out
+
+
+async def get_metric(url: str, name: str) -> float | None:
+    """Return one un-labelled sample of the node's Prometheus text, or None."""
+    async with httpx.AsyncClient(base_url=url, timeout=5.0) as client:
+        try:
+            text = (await client.get("/metrics")).text
+        except httpx.HTTPError:
+            return None
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            try:
+                return float(line.split()[1])
+            except (IndexError, ValueError):
+                return None
+    return None
+
+
+async def process_wait_drained(
+    urls: list[str],
+    target_height: Callable[[list[dict[str, Any] | None]], int],
+    timeout_s: float,
+    on_poll: Callable[[list[dict[str, Any] | None]], None] | None = None,
+) -> bool:
+    """Wait until every node's mempool and pool are empty and every node has
+    settled at least ``target_height(statuses)``; True if that happened in time."""
+    with trio.move_on_after(timeout_s):
+        while True:
+            statuses = await get_statuses(urls)
+            if on_poll is not None:
+                on_poll(statuses)
+            target = target_height(statuses)
+            if all(
+                s is not None
+                and s.get("mempool", 1) == 0
+                and s.get("pool", 1) == 0
+                and int(s.get("settled_height", 0)) >= target
+                for s in statuses
+            ):
+                return True
+            await trio.sleep(0.5)
+    return False

@@ -1,0 +1,65 @@
+"""Per-process CPU time and memory from /proc (Linux).
+
+CPU is utime + stime of one process (field 14 + 15 of ``/proc/PID/stat``),
+converted from clock ticks to microseconds. Resident memory is ``VmRSS`` and
+the lifetime peak ``VmHWM`` from ``/proc/PID/status``, in KiB. Every reader
+returns None for a process that has gone, never raises for that.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+_TICK_US = 1_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class ProcSample:
+    """One reading of a process: CPU microseconds so far, RSS and peak RSS in KiB."""
+
+    cpu_us: int
+    rss_kb: int
+    hwm_kb: int
+
+
+def get_cpu_us(pid: int) -> int | None:
+    """Return utime + stime of ``pid`` in microseconds, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return None
+    fields = text.rsplit(") ", 1)[1].split()
+    # fields[0] is the state (field 3); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) * _TICK_US
+
+
+def get_memory_kb(pid: int) -> tuple[int, int] | None:
+    """Return (VmRSS, VmHWM) of ``pid`` in KiB, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    values = {"VmRSS:": 0, "VmHWM:": 0}
+    for line in lines:
+        parts = line.split()
+        if parts and parts[0] in values:
+            values[parts[0]] = int(parts[1])
+    return values["VmRSS:"], values["VmHWM:"]
+
+
+def get_sample(pid: int) -> ProcSample | None:
+    """Return CPU and memory of ``pid`` in one reading, or None if it is gone."""
+    cpu = get_cpu_us(pid)
+    mem = get_memory_kb(pid)
+    if cpu is None or mem is None:
+        return None
+    return ProcSample(cpu, mem[0], mem[1])
+
+
+def get_self_cpu_us() -> int:
+    """Return this process's own utime + stime (all threads) in microseconds."""
+    times = os.times()
+    return int((times.user + times.system) * 1_000_000)

@@ -1,0 +1,57 @@
+"""CI smoke run: ``dmchain bench --quick`` produces a well-formed report with no loss.
+
+Only the report's shape and the loss counters are asserted; no timing assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.report import REQUIRED_KEYS
+
+
+def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "node.cli",
+            "bench",
+            "--quick",
+            "--out",
+            str(out),
+            "--base-port",
+            "30400",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    missing = [k for k in REQUIRED_KEYS if k not in report]
+    assert not missing, missing
+    assert report["nodes"]["total"] == 6
+    assert report["accepted_txs"] > 0
+    assert report["accepted_txs"] == report["planned_txs"]
+    assert report["lost_txs"] == 0
+    assert report["unsettled_txs"] == 0
+    assert report["mismatched_txs"] == 0
+    assert report["failed_receipts"] == 0
+    assert report["settlement_failure_rate"] == 0
+    assert report["agreement"]["agree"] is True
+    assert report["verify_floor_us"] > 0
+    assert report["tx_per_s"] > 0
+    md = (out / "report.md").read_text()
+    assert "Table 3" in md and "4,750" in md
+    for png in ("latency_cdf.png", "timeline.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "bench: run t=" in result.stdout  # the progress line
+    # the cluster was stopped: no node of the run is left
+    for pid_file in (out / "testnet").glob("node*/node.pid"):
+        raise AssertionError(f"{pid_file} left behind")

@@ -1,0 +1,112 @@
+"""Unit tests of the benchmark's pure parts: statistics, workload, report, namespaces."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import stats
+from bench.harness import compute_saturation
+from bench.netns import compute_plan
+from bench.report import REQUIRED_KEYS, compute_markdown, get_missing_keys
+from bench.workload import MIX_CYCLE, WorkloadError, build_workload
+from consensus.crypto import compute_hash, compute_seed_from_label
+from ledger.tx import TxKind, decode_tx, get_tx_error
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = list(range(1, 101))
+    assert stats.compute_percentile(values, 50) == 50
+    assert stats.compute_percentile(values, 95) == 95
+    assert stats.compute_percentile(values, 100) == 100
+    assert stats.compute_percentile([7.0], 99) == 7.0
+    assert stats.compute_percentile([], 50) is None
+    with pytest.raises(ValueError):
+        stats.compute_percentile(values, 0)
+
+
+def test_per_second_buckets() -> None:
+    assert stats.compute_per_second([0, 999, 1000, 2500, 5000], 0, 3) == [2, 1, 1]
+    p95 = stats.compute_latency_per_second([0, 10, 1500], [5.0, 7.0, 9.0], 0, 3)
+    assert p95 == [7.0, 9.0, None]
+
+
+def _workload(nodes: int = 3):
+    seeds = [compute_seed_from_label(f"c{i}") for i in range(nodes + 1)]
+    gov = [compute_seed_from_label(f"g{i}") for i in range(3)]
+    return build_workload("bench-test", seeds, gov, list(range(nodes)))
+
+
+def test_workload_signs_valid_transactions_in_nonce_order() -> None:
+    workload = _workload()
+    setup = workload.compute_setup(governance_seq=0)
+    kinds = [k for _n, k, _r in setup]
+    assert kinds.count("register_auditor") == 3 and kinds.count("register_asset") == 3
+    plan = workload.compute_batch(len(MIX_CYCLE) * 3, 0)
+    nonces: dict[bytes, list[int]] = {}
+    for tx in plan:
+        raw = bytes.fromhex(tx.hex)
+        assert get_tx_error(raw, "bench-test") is None
+        decoded = decode_tx(raw)
+        assert decoded.tx_hash == tx.tx_hash == compute_hash(raw)
+        nonces.setdefault(decoded.sender, []).append(decoded.nonce)
+        assert tx.node == [c.signer.public_key for c in workload.clients].index(decoded.sender)
+    for sequence in nonces.values():
+        assert sequence == list(range(1, len(sequence) + 1))  # nonce 0 was the set-up asset
+    counts = {k: sum(1 for t in plan if t.kind == k) for k in set(MIX_CYCLE)}
+    assert counts["transfer"] == 16 * 3 and counts["settle_access"] == 3
+
+
+def test_settlement_names_the_clients_own_request() -> None:
+    workload = _workload(2)
+    workload.compute_setup(governance_seq=0)
+    plan = workload.compute_batch(len(MIX_CYCLE) * 2, 0)
+    requests = {t.tx_hash for t in plan if t.kind == "request_access"}
+    for tx in plan:
+        if tx.kind == "settle_access":
+            decoded = decode_tx(bytes.fromhex(tx.hex))
+            assert decoded.kind == TxKind.SETTLE_ACCESS
+            assert decoded.args.request_id in requests
+
+
+def test_workload_refuses_too_few_accounts() -> None:
+    seeds = [compute_seed_from_label("only")]
+    with pytest.raises(WorkloadError):
+        build_workload("x", seeds, [seeds[0]], [0, 1])
+
+
+def test_saturation_is_the_highest_sustained_rate() -> None:
+    def step(offered: float, got: float, p95: float, rejected: int = 0) -> dict:
+        return {
+            "offered_rate": offered,
+            "tx_per_s": got,
+            "p95_ms": p95,
+            "rejected_txs": rejected,
+            "lost_txs": 0,
+        }
+
+    steps = [step(100, 99, 50), step(200, 198, 80), step(400, 300, 900), step(300, 299, 90, 1)]
+    result = compute_saturation(steps)
+    assert result["saturation_rate"] == 200
+    assert result["max_tx_per_s"] == 300
+    assert compute_saturation([step(100, 10, 50)])["saturation_rate"] is None
+
+
+def test_markdown_names_the_paper_figures() -> None:
+    report: dict = dict.fromkeys(REQUIRED_KEYS)
+    report.update({"p95_ms": 120.0, "tx_per_s": 300.0, "settlement_failure_rate": 0.0})
+    report["paper_table3"] = {
+        "p95_ms": 148.0,
+        "tx_per_s": 4750.0,
+        "settlement_failure_rate": 0.0012,
+    }
+    text = compute_markdown(report)
+    assert "4,750" in text and "148" in text and "0.12 %" in text and "120.0 ms" in text
+    assert get_missing_keys(report) == []
+    assert get_missing_keys({}) == list(REQUIRED_KEYS)
+
+
+def test_namespace_plan_names_fit_linux_limits() -> None:
+    plan = compute_plan(18, 30000, 1.0)
+    assert len(set(plan.addresses)) == 18 and len(set(plan.namespaces)) == 18
+    assert all(len(n) <= 15 for n in [plan.bridge, *plan.namespaces])
+    assert all(len(f"{n[:11]}p") <= 15 for n in plan.namespaces)
