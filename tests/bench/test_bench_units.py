@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bench import stats
 from bench.harness import compute_saturation
 from bench.netns import compute_plan
 from bench.report import REQUIRED_KEYS, compute_markdown, get_missing_keys
-from bench.workload import MIX_CYCLE, WorkloadError, build_workload
+from bench.workload import MIX_CYCLE, Workload, WorkloadError, build_workload
 from consensus.crypto import compute_hash, compute_seed_from_label
 from ledger.tx import TxKind, decode_tx, get_tx_error
 
@@ -30,7 +32,7 @@ def test_per_second_buckets() -> None:
     assert p95 == [7.0, 9.0, None]
 
 
-def _workload(nodes: int = 3):
+def _workload(nodes: int = 3) -> Workload:
     seeds = [compute_seed_from_label(f"c{i}") for i in range(nodes + 1)]
     gov = [compute_seed_from_label(f"g{i}") for i in range(3)]
     return build_workload("bench-test", seeds, gov, list(range(nodes)))
@@ -75,7 +77,7 @@ def test_workload_refuses_too_few_accounts() -> None:
 
 
 def test_saturation_is_the_highest_sustained_rate() -> None:
-    def step(offered: float, got: float, p95: float, rejected: int = 0) -> dict:
+    def step(offered: float, got: float, p95: float, rejected: int = 0) -> dict[str, Any]:
         return {
             "offered_rate": offered,
             "tx_per_s": got,
@@ -92,7 +94,7 @@ def test_saturation_is_the_highest_sustained_rate() -> None:
 
 
 def test_markdown_names_the_paper_figures() -> None:
-    report: dict = dict.fromkeys(REQUIRED_KEYS)
+    report: dict[str, Any] = dict.fromkeys(REQUIRED_KEYS)
     report.update({"p95_ms": 120.0, "tx_per_s": 300.0, "settlement_failure_rate": 0.0})
     report["paper_table3"] = {
         "p95_ms": 148.0,
