@@ -96,14 +96,20 @@ class Member:
 
 @dataclass(frozen=True)
 class TransportLimits:
-    """Bounds of the transport. Sizes in bytes, delays in seconds."""
+    """Bounds of the transport. Sizes in bytes, delays in seconds.
+
+    ``dial_timeout`` covers connect + Noise + yamux + protocol negotiation. It
+    is generous on purpose: with 18 members starting at once on 2 busy cores,
+    5 s made every handshake time out and be retried (no member connected
+    within 100 s), while 20 s let all of them connect in 9-12 s.
+    """
 
     max_frame_size: int = 1024 * 1024
     max_queue_frames: int = 20_000
     max_queue_bytes: int = 32 * 1024 * 1024
     max_batch_bytes: int = 64 * 1024
     read_chunk_size: int = 256 * 1024
-    dial_timeout: float = 5.0
+    dial_timeout: float = 20.0
     reconnect_initial_delay: float = 0.05
     reconnect_max_delay: float = 2.0
     heartbeat_interval: float = 1.0
