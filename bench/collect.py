@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import trio
 
-MAX_IN_FLIGHT = 8
+MAX_NODE_FAILURES = 3
+STATUS_TIMEOUT_S = 10.0
 MAX_BLOCKS = 200_000
 
 
@@ -68,29 +69,45 @@ async def _get_json(client: httpx.AsyncClient, path: str) -> Any:
 
 
 async def process_fetch_statuses(
-    urls: list[str], wanted: list[tuple[int, bytes]]
+    urls: list[str], wanted: list[tuple[int, bytes]], fallback: int
 ) -> list[TxStatus]:
-    """Return the status of each (node, tx hash) from that node, in order."""
+    """Return the status of each (node, tx hash) from that node, in order.
+
+    A node that fails :data:`MAX_NODE_FAILURES` requests in a row (overloaded
+    or gone) is given up on; its transactions are then read from node
+    ``fallback``, which answers from its ledger receipts (outcome and height,
+    no times).
+    """
     out: list[TxStatus] = [UNKNOWN] * len(wanted)
     by_node: dict[int, list[int]] = {}
     for i, (node, _h) in enumerate(wanted):
         by_node.setdefault(node, []).append(i)
+    left_over: list[int] = []
+
+    async def fetch(client: httpx.AsyncClient, i: int) -> bool:
+        doc = await _get_json(client, f"/v1/tx/{wanted[i][1].hex()}")
+        out[i] = compute_status(doc)
+        return doc is not None
 
     async def fetch_node(node: int, indices: list[int]) -> None:
         limits = httpx.Limits(max_connections=2)
-        async with httpx.AsyncClient(base_url=urls[node], timeout=30.0, limits=limits) as client:
-            for i in indices:
-                out[i] = compute_status(await _get_json(client, f"/v1/tx/{wanted[i][1].hex()}"))
-
-    limiter = trio.CapacityLimiter(MAX_IN_FLIGHT)
-
-    async def guarded(node: int, indices: list[int]) -> None:
-        async with limiter:
-            await fetch_node(node, indices)
+        failures = 0
+        async with httpx.AsyncClient(
+            base_url=urls[node], timeout=STATUS_TIMEOUT_S, limits=limits
+        ) as client:
+            for k, i in enumerate(indices):
+                if failures >= MAX_NODE_FAILURES:
+                    left_over.extend(indices[k:])
+                    return
+                failures = 0 if await fetch(client, i) else failures + 1
 
     async with trio.open_nursery() as nursery:
         for node, indices in by_node.items():
-            nursery.start_soon(guarded, node, indices)
+            nursery.start_soon(fetch_node, node, indices)
+    if left_over:
+        async with httpx.AsyncClient(base_url=urls[fallback], timeout=STATUS_TIMEOUT_S) as client:
+            for i in left_over:
+                await fetch(client, i)
     return out
 
 

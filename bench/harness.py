@@ -26,6 +26,7 @@ import json
 import math
 import os
 import platform
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,9 +42,11 @@ from bench.workload import MIX_CYCLE, PlannedTx, Workload, build_workload
 from node.cluster import (
     NodeProcess,
     get_cluster_nodes,
+    is_process_alive,
     process_stop_node,
     process_wait_ready,
 )
+from node.config import Limits
 from node.testnet import GOVERNANCE_FILE, TestnetSpec, get_client_seeds, process_write_testnet
 
 PAPER = {"p95_ms": 148.0, "tx_per_s": 4750.0, "settlement_failure_rate": 0.0012}
@@ -51,6 +54,7 @@ MAX_DURATION_S = 3_600.0
 MAX_RATE = 50_000.0
 MAX_SWEEP_STEPS = 32
 SATURATION_P95_MS = 1_000.0
+STOP_TIMEOUT_S = 20.0
 _LOADAVG_AT_START: list[float] = []
 
 
@@ -79,6 +83,7 @@ class BenchOptions:
     epoch_length: int = 10
     keep: bool = False
     profile: bool = False
+    batch_max_txs: int = 0
     command: str = ""
 
     def get_error(self) -> str | None:
@@ -145,7 +150,8 @@ def process_launch(opts: BenchOptions) -> Cluster:
         base_port=opts.base_port,
         epoch_length=opts.epoch_length,
     )
-    process_write_testnet(spec)
+    limits = Limits(batch_max_txs=opts.batch_max_txs) if opts.batch_max_txs > 0 else None
+    process_write_testnet(spec, limits)
     network: dict[str, Any] = {"mode": "loopback", "delay_ms": 0.0, "note": ""}
     plan: netns.NamespacePlan | None = None
     if opts.netem_ms > 0:
@@ -231,9 +237,21 @@ def process_shutdown(cluster: Cluster) -> None:
     """Stop the nodes this run started and remove its namespaces (no-op when attached)."""
     if not cluster.launched:
         return
+    pids = {n.config.name: n.get_pid() for n in cluster.nodes}
+    for pid in pids.values():
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline and any(
+        pid is not None and is_process_alive(pid) for pid in pids.values()
+    ):
+        time.sleep(0.1)
     for node in cluster.nodes:
         try:
-            process_stop_node(node, timeout=10.0)
+            process_stop_node(node, timeout=1.0, sig=signal.SIGKILL)
         except OSError as exc:
             _say(f"could not stop {node.config.name}: {exc}")
     if cluster.namespaces is not None:
@@ -454,7 +472,7 @@ async def process_step(
         chosen = measured
     _say(f"{label}: reading back {len(chosen)} transaction statuses")
     fetched = await collect.process_fetch_statuses(
-        cluster.urls, [(plan[i].node, plan[i].tx_hash) for i in chosen]
+        cluster.urls, [(plan[i].node, plan[i].tx_hash) for i in chosen], observer
     )
     statuses = dict(zip(chosen, fetched, strict=True))
     first_height = min([s.height for s in fetched if s.height > 0], default=1)
@@ -817,6 +835,7 @@ async def _run(opts: BenchOptions, cluster: Cluster) -> dict[str, Any]:
     summary["command"] = opts.command
     summary["machine"]["loadavg_at_start"] = list(_LOADAVG_AT_START)
     summary["tick_ms"] = opts.tick_ms
+    summary["batch_max_txs"] = opts.batch_max_txs or Limits().batch_max_txs
     return summary
 
 

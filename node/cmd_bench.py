@@ -45,6 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile", action="store_true", help="run node00 and the observer under cProfile"
     )
+    parser.add_argument(
+        "--batch-max-txs",
+        type=int,
+        default=0,
+        help="node limit batch_max_txs for a launched testnet (proposals hold up to 4x)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument(
         "--quick", action="store_true", help="4 PBFT + 2 PoS, 50 tx/s, 2 s + 8 s (CI smoke)"
@@ -73,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         status_cap=args.status_cap,
         keep=args.keep,
         profile=args.profile,
+        batch_max_txs=args.batch_max_txs,
         command="dmchain bench " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 else []),
     )
     if args.quick:
