@@ -1,6 +1,7 @@
 """Measure py-libp2p (TCP + Noise + yamux) between two processes on 127.0.0.1.
 
 Usage: .venv/bin/python -m bench.net_probe [--quick] [--rtt-samples N]
+       .venv/bin/python -m bench.net_probe --cluster 18
 
 The script starts a server process (``--serve``) and acts as the client. It
 prints one row per measurement:
@@ -14,11 +15,16 @@ prints one row per measurement:
 
 Rates count frames from the first write until the server acknowledges the
 last one. "client CPU" is this process's CPU time per frame (sender side).
+
+``--cluster N`` instead starts N member processes at once; each connects to
+all others, broadcasts 100 small frames, and reports how long it took until it
+was connected to every peer and had every peer's frames.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import socket
@@ -335,8 +341,120 @@ async def client(args: argparse.Namespace) -> None:
         print(f"{name:34} {result:34} {cpu_text:>18}")
 
 
+# ------------------------------------------------------------- cluster start-up
+
+CLUSTER_FRAMES = 100
+CLUSTER_WAIT_S = 90
+
+
+def _cluster_members(size: int, base_port: int) -> dict[str, Member]:
+    return {
+        f"m{i}": Member(_peer_id(f"m{i}"), f"/ip4/127.0.0.1/tcp/{base_port + i}")
+        for i in range(size)
+    }
+
+
+async def cluster_member(index: int, size: int, base_port: int) -> None:
+    """One member: connect to all, broadcast, wait for everyone's frames, print JSON."""
+    name = f"m{index}"
+    members = _cluster_members(size, base_port)
+    others = [n for n in members if n != name]
+    counts = dict.fromkeys(others, 0)
+
+    def on_frames(sender: str, frames: list[bytes]) -> None:
+        counts[sender] += len(frames)
+
+    transport = Transport(_key(name), members[name].multiaddr, members, on_frames)
+    result: dict[str, Any] = {"member": name}
+    async with trio.open_nursery() as nursery:
+        await nursery.start(transport.run)
+        t0 = time.perf_counter()
+        with trio.move_on_after(CLUSTER_WAIT_S):
+            while len(transport.get_connected_peers()) < len(others):
+                await trio.sleep(0.05)
+        result["connect_s"] = round(time.perf_counter() - t0, 2)
+        result["connected"] = len(transport.get_connected_peers())
+        for i in range(CLUSTER_FRAMES):
+            transport.broadcast(b"%s:%d" % (name.encode(), i))
+        with trio.move_on_after(CLUSTER_WAIT_S):
+            while any(c < CLUSTER_FRAMES for c in counts.values()):
+                await trio.sleep(0.05)
+        result["delivered_s"] = round(time.perf_counter() - t0, 2)
+        result["all_delivered"] = all(c == CLUSTER_FRAMES for c in counts.values())
+        result.update(reconnects=transport.metrics.reconnects, lost=transport.metrics.frames_lost)
+        print(json.dumps(result), flush=True)
+        await trio.sleep(3)  # keep serving while slower members finish
+        nursery.cancel_scope.cancel()
+
+
+async def cluster(size: int) -> None:
+    """Start ``size`` member processes at once and summarise their start-up."""
+    base_port = _free_port_block(size)
+    procs = [
+        await trio.lowlevel.open_process(
+            [sys.executable, "-m", "bench.net_probe", "--member", str(i),
+             "--cluster", str(size), "--base-port", str(base_port)],
+            stdout=subprocess.PIPE,
+        )
+        for i in range(size)
+    ]
+    results: list[dict[str, Any]] = []
+
+    async def collect(proc: trio.Process) -> None:
+        assert proc.stdout is not None
+        data = b""
+        while chunk := await proc.stdout.receive_some(4096):
+            data += chunk
+        results.extend(json.loads(line) for line in data.decode().splitlines() if line)
+
+    try:
+        with trio.move_on_after(2 * CLUSTER_WAIT_S + 30):
+            async with trio.open_nursery() as nursery:
+                for proc in procs:
+                    nursery.start_soon(collect, proc)
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+    print(f"net_probe cluster {size} members, {os.cpu_count()} CPUs, "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    for r in sorted(results, key=lambda r: int(r["member"][1:])):
+        print(json.dumps(r))
+    if len(results) == size:
+        connect = [r["connect_s"] for r in results]
+        print(
+            f"all {size} reported; connected to all peers: "
+            f"{sum(r['connected'] == size - 1 for r in results)}/{size}, "
+            f"connect {min(connect)}-{max(connect)} s, "
+            f"all frames delivered: {sum(r['all_delivered'] for r in results)}/{size}"
+        )
+    else:
+        print(f"only {len(results)} of {size} members reported")
+
+
+def _free_port_block(size: int) -> int:
+    """Return a base port such that base..base+size-1 were free a moment ago."""
+    for _ in range(50):
+        base = _free_port()
+        if base + size > 65535:
+            continue
+        try:
+            socks = []
+            for port in range(base, base + size):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+        return base
+    raise RuntimeError("no block of free ports found")
+
+
 def main() -> None:
-    """Parse arguments and run the client (default) or the server."""
+    """Parse arguments and run the client (default), the server, or a cluster."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one tenth of the messages")
     parser.add_argument("--rtt-samples", type=int, default=2000)
@@ -344,11 +462,21 @@ def main() -> None:
         "--batch-kib", type=int, default=TransportLimits().max_batch_bytes // 1024,
         help="Transport max_batch_bytes in KiB (default: the transport's default)",
     )
+    parser.add_argument(
+        "--cluster", type=int, default=0,
+        help="instead: start N member processes at once and report their start-up",
+    )
+    parser.add_argument("--member", type=int, default=-1, help=argparse.SUPPRESS)
+    parser.add_argument("--base-port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--raw-port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--transport-ports", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve:
+    if args.member >= 0:
+        trio.run(cluster_member, args.member, args.cluster, args.base_port)
+    elif args.cluster:
+        trio.run(cluster, args.cluster)
+    elif args.serve:
         ports = tuple(int(p) for p in args.transport_ports.split(","))
         trio.run(serve, args.raw_port, (ports[0], ports[1]))
     else:
