@@ -84,6 +84,7 @@ class BenchOptions:
     keep: bool = False
     profile: bool = False
     batch_max_txs: int = 0
+    idle_s: float = 5.0
     command: str = ""
 
     def get_error(self) -> str | None:
@@ -689,6 +690,45 @@ def _window_samples(step: StepData) -> list[Sample]:
     return [s for s in step.samples if step.warmup_s <= s.t <= end + 0.5]
 
 
+async def get_idle_cpu(cluster: Cluster, seconds: float) -> dict[str, float]:
+    """Return each node's CPU microseconds per second while no load is offered.
+
+    Waits until the pools are empty and the last block settled (at most 60 s),
+    then reads /proc at both ends of ``seconds`` of idling.
+    """
+    await collect.process_wait_drained(
+        cluster.urls, lambda st: max(int((s or {}).get("height", 0)) for s in st), 60.0
+    )
+    pids = cluster.get_pids()
+    first = [procstats.get_cpu_us(p) if p else None for p in pids]
+    started = trio.current_time()
+    await trio.sleep(seconds)
+    elapsed = trio.current_time() - started
+    last = [procstats.get_cpu_us(p) if p else None for p in pids]
+    out: dict[str, float] = {}
+    for node, a, b in zip(cluster.nodes, first, last, strict=True):
+        if a is not None and b is not None and elapsed > 0:
+            out[node.config.name] = (b - a) / elapsed
+    _say(f"idle CPU per node: mean {(_mean(list(out.values())) or 0) / 1e4:.1f} % of a core")
+    return out
+
+
+def _add_marginal_cpu(summary: dict[str, Any], idle: dict[str, float], names: list[str]) -> None:
+    """Add idle CPU and CPU per tx above idle to ``summary`` (needs the window figures)."""
+    window_s = summary["window_s"] or 0.0
+    confirmed = summary["confirmed_in_window"] or 0
+    by_node = summary["cpu_us_per_tx_by_node"]
+    marginal: dict[str, float] = {}
+    for name in names:
+        if name in by_node and name in idle and confirmed > 0:
+            total = by_node[name] * confirmed
+            marginal[name] = (total - idle[name] * window_s) / confirmed
+    summary["cpu_idle_share_by_node"] = {n: v / 1e6 for n, v in idle.items()}
+    summary["cpu_idle_share_per_node"] = (_mean(list(idle.values())) or 0) / 1e6
+    summary["cpu_marginal_us_per_tx_by_node"] = marginal
+    summary["cpu_marginal_us_per_tx_per_node"] = _mean(list(marginal.values()))
+
+
 def _window_throughput_cpu(
     window: list[Sample], names: list[str]
 ) -> tuple[float | None, dict[str, float], float]:
@@ -785,6 +825,7 @@ async def _run(opts: BenchOptions, cluster: Cluster) -> dict[str, Any]:
     names = [n.config.name for n in cluster.nodes]
     _say(f"set-up: {len(names)} nodes, registering assets, auditors and a KYC subject")
     workload = await process_setup(cluster)
+    idle = await get_idle_cpu(cluster, opts.idle_s)
     slot = 0
     sweep_steps: list[dict[str, Any]] = []
     for k, rate in enumerate(opts.sweep):
@@ -810,11 +851,14 @@ async def _run(opts: BenchOptions, cluster: Cluster) -> dict[str, Any]:
         cluster, workload, slot, opts.rate, opts.warmup_s, opts.duration_s, opts, "run"
     )
     summary = compute_step_summary(step, names, cluster.roles)
+    _add_marginal_cpu(summary, idle, names)
     _say("measuring the Ed25519 verification floor")
     floor = compute_verify_floor_us()
     summary["verify_floor_us"] = floor
     cpu = summary["cpu_us_per_tx_per_node"]
     summary["cpu_vs_floor"] = cpu / floor if cpu else None
+    marginal = summary["cpu_marginal_us_per_tx_per_node"]
+    summary["cpu_marginal_vs_floor"] = marginal / floor if marginal else None
     summary["nodes"] = {
         "total": len(names),
         "pbft": cluster.roles.count("pbft"),

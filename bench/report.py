@@ -128,6 +128,11 @@ def compute_markdown(report: dict[str, Any]) -> str:
         f"| CPU per confirmed tx per node (mean; PBFT / PoS) | "
         f"{_f(report.get('cpu_us_per_tx_per_node'))} us "
         f"({_f(report.get('cpu_us_per_tx_pbft'))} / {_f(report.get('cpu_us_per_tx_pos'))}) |",
+        f"| idle CPU per node (no load, before the run) | "
+        f"{_f(report.get('cpu_idle_share_per_node'), 1, 100, ' %')} of a core |",
+        f"| CPU per tx per node above idle (mean) | "
+        f"{_f(report.get('cpu_marginal_us_per_tx_per_node'))} us "
+        f"({_f(report.get('cpu_marginal_vs_floor'), 2)} x floor) |",
         f"| Ed25519 verify floor (same run) | {_f(report.get('verify_floor_us'))} us |",
         f"| CPU per tx per node / floor | {_f(report.get('cpu_vs_floor'), 2)} x |",
         f"| peak resident memory, worst node | "

@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         opts.pbft, opts.pos = QUICK_PBFT, QUICK_POS
         opts.rate, opts.warmup_s, opts.duration_s = QUICK_RATE, QUICK_WARMUP_S, QUICK_DURATION_S
         opts.drain_timeout_s = min(opts.drain_timeout_s, 30.0)
+        opts.idle_s = 2.0
     try:
         report = run_bench(opts)
     except (BenchError, OSError, ValueError) as exc:

@@ -112,3 +112,18 @@ def test_namespace_plan_names_fit_linux_limits() -> None:
     assert len(set(plan.addresses)) == 18 and len(set(plan.namespaces)) == 18
     assert all(len(n) <= 15 for n in [plan.bridge, *plan.namespaces])
     assert all(len(f"{n[:11]}p") <= 15 for n in plan.namespaces)
+
+
+def test_marginal_cpu_subtracts_idle() -> None:
+    from bench.harness import _add_marginal_cpu
+
+    summary: dict[str, Any] = {
+        "window_s": 10.0,
+        "confirmed_in_window": 1000,
+        "cpu_us_per_tx_by_node": {"a": 500.0, "b": 300.0},
+    }
+    # a: 500 ms CPU in the window, 20 ms/s idle -> 300 ms above idle -> 300 us/tx
+    _add_marginal_cpu(summary, {"a": 20_000.0, "b": 0.0}, ["a", "b"])
+    assert summary["cpu_marginal_us_per_tx_by_node"] == {"a": 300.0, "b": 300.0}
+    assert summary["cpu_marginal_us_per_tx_per_node"] == 300.0
+    assert summary["cpu_idle_share_by_node"] == {"a": 0.02, "b": 0.0}
