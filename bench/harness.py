@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 import trio
 
-from bench import collect, loadgen, netns, procstats, stats
+from bench import collect, loadgen, netns, node_runner, procstats, stats
 from bench.cryptofloor import compute_verify_floor_us
 from bench.workload import MIX_CYCLE, PlannedTx, Workload, build_workload
 from node.cluster import (
@@ -84,6 +84,8 @@ class BenchOptions:
     keep: bool = False
     profile: bool = False
     batch_max_txs: int = 0
+    pbft_timeout_ms: int = 0
+    node_tick_ms: int = 0
     idle_s: float = 5.0
     command: str = ""
 
@@ -179,14 +181,25 @@ def process_launch(opts: BenchOptions) -> Cluster:
     try:
         for i, node in enumerate(nodes):
             prefix = netns.compute_exec_prefix(plan, i) if plan is not None else []
-            profiled = opts.profile and i in (0, cluster.observer)
-            path = get_profile_path(opts, node) if profiled else None
-            netns.process_start_node(node, prefix, path)
+            env = dict(get_experiment_env(opts))
+            if opts.profile and i in (0, cluster.observer):
+                env[node_runner.ENV_PROFILE] = str(get_profile_path(opts, node))
+            netns.process_start_node(node, prefix, env)
         process_wait_ready(nodes, timeout=180.0, progress=_say)
     except Exception:
         process_shutdown(cluster)
         raise
     return cluster
+
+
+def get_experiment_env(opts: BenchOptions) -> dict[str, str]:
+    """Return the node runner's experiment overrides asked for by ``opts``."""
+    env = {}
+    if opts.pbft_timeout_ms > 0:
+        env[node_runner.ENV_PBFT_TIMEOUT_MS] = str(opts.pbft_timeout_ms)
+    if opts.node_tick_ms > 0:
+        env[node_runner.ENV_TICK_MS] = str(opts.node_tick_ms)
+    return env
 
 
 def get_profile_path(opts: BenchOptions, node: NodeProcess) -> Path:
@@ -210,7 +223,7 @@ def compute_profile_text(paths: list[Path], top: int = 25) -> str:
         text = buffer.getvalue()
         body = text[text.find("   ncalls") :] if "   ncalls" in text else text
         total = f"{stats_obj.total_tt:.1f}"  # type: ignore[attr-defined]
-        parts.append(f"{path.name} (total {total} s CPU under the profiler)\n{body}")
+        parts.append(f"{path.name} (total {total} CPU seconds under the profiler)\n{body}")
     return "\n".join(parts)
 
 
@@ -880,6 +893,7 @@ async def _run(opts: BenchOptions, cluster: Cluster) -> dict[str, Any]:
     summary["machine"]["loadavg_at_start"] = list(_LOADAVG_AT_START)
     summary["tick_ms"] = opts.tick_ms
     summary["batch_max_txs"] = opts.batch_max_txs or Limits().batch_max_txs
+    summary["experiments"] = get_experiment_env(opts) if cluster.launched else {}
     return summary
 
 

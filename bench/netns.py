@@ -147,24 +147,25 @@ def compute_exec_prefix(plan: NamespacePlan, index: int) -> list[str]:
 
 
 def process_start_node(
-    node: NodeProcess, prefix: list[str], profile_path: Path | None = None
+    node: NodeProcess, prefix: list[str], extra_env: dict[str, str] | None = None
 ) -> int:
     """Start one node (behind ``prefix``, e.g. ``ip netns exec NS``); returns its pid.
 
-    Same process layout as ``node.cluster.process_start_node``: own session,
-    log in the node's home, pid file written. With ``profile_path`` the node
-    runs under cProfile, which writes its stats there when the node exits.
+    Same process layout as ``node.cluster.process_start_node`` (own session,
+    log in the node's home, pid file written), but run through
+    :mod:`bench.node_runner`, which reads its profiling and experiment
+    settings from ``extra_env``.
     """
     pid = node.get_pid()
     if pid is not None:
         return pid
     env = dict(os.environ)
+    env.update(extra_env or {})
     env.setdefault("PYTHONUNBUFFERED", "1")
-    profiler = ["-m", "cProfile", "-o", str(profile_path)] if profile_path else []
     home = str(node.config.home)
     with open(node.log_path, "ab") as log:
         proc = subprocess.Popen(
-            [*prefix, sys.executable, *profiler, "-m", "node.cli", "start", "--home", home],
+            [*prefix, sys.executable, "-m", "bench.node_runner", "start", "--home", home],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -51,6 +51,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="node limit batch_max_txs for a launched testnet (proposals hold up to 4x)",
     )
+    parser.add_argument(
+        "--pbft-timeout-ms",
+        type=int,
+        default=0,
+        help="experiment: PBFT base progress timeout for launched nodes (node default 500)",
+    )
+    parser.add_argument(
+        "--node-tick-ms",
+        type=int,
+        default=0,
+        help="experiment: node tick interval for launched nodes (node default 5)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument(
         "--quick", action="store_true", help="4 PBFT + 2 PoS, 50 tx/s, 2 s + 8 s (CI smoke)"
@@ -80,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         keep=args.keep,
         profile=args.profile,
         batch_max_txs=args.batch_max_txs,
+        pbft_timeout_ms=args.pbft_timeout_ms,
+        node_tick_ms=args.node_tick_ms,
         command="dmchain bench " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 else []),
     )
     if args.quick:

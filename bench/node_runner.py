@@ -1,0 +1,72 @@
+"""Run a node for the benchmark, optionally profiled or with experiment overrides.
+
+Usage: ``python -m bench.node_runner start --home DIR`` (same arguments as
+``dmchain``). Environment variables, all optional:
+
+- ``DMCHAIN_BENCH_PROFILE=PATH``: run under cProfile with a CPU-time clock
+  (``time.process_time``: CPU seconds of this process; time blocked in epoll
+  or fsync does not count) and write the stats to PATH when the node exits.
+- ``DMCHAIN_BENCH_PBFT_TIMEOUT_MS=N``: PBFT's base progress timeout (the node
+  uses the consensus default of 500 ms) - an experiment, reported as such.
+- ``DMCHAIN_BENCH_TICK_MS=N``: the node's tick interval (default 5 ms) - an
+  experiment, reported as such.
+
+Overrides exist so the benchmark can measure the effect of a proposed node
+change before it is made; a run that uses one says so in its report.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import functools
+import os
+import sys
+import time
+
+ENV_PROFILE = "DMCHAIN_BENCH_PROFILE"
+ENV_PBFT_TIMEOUT_MS = "DMCHAIN_BENCH_PBFT_TIMEOUT_MS"
+ENV_TICK_MS = "DMCHAIN_BENCH_TICK_MS"
+
+
+def process_apply_overrides(env: dict[str, str]) -> list[str]:
+    """Apply the experiment overrides named in ``env``; returns what was changed."""
+    from node import runtime
+
+    changed = []
+    timeout = env.get(ENV_PBFT_TIMEOUT_MS)
+    if timeout:
+        base = int(timeout)
+        original = runtime.__dict__["PbftConfig"]
+        ceiling = max(base, 8_000)
+        runtime.__dict__["PbftConfig"] = functools.partial(
+            original, base_timeout_ms=base, max_timeout_ms=ceiling
+        )
+        changed.append(f"pbft base_timeout_ms={base}")
+    tick = env.get(ENV_TICK_MS)
+    if tick:
+        runtime.__dict__["TICK_S"] = int(tick) / 1000
+        changed.append(f"tick={tick} ms")
+    return changed
+
+
+def main(argv: list[str]) -> int:
+    """Run ``node.cli.main(argv)`` with the overrides and profiler the environment asks for."""
+    from node.cli import main as cli_main
+
+    changed = process_apply_overrides(dict(os.environ))
+    if changed:
+        print(f"bench node runner: experiment overrides: {', '.join(changed)}", flush=True)
+    path = os.environ.get(ENV_PROFILE)
+    if not path:
+        return cli_main(argv)
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    try:
+        return cli_main(argv)
+    finally:
+        profiler.disable()
+        profiler.dump_stats(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
