@@ -55,6 +55,8 @@ MAX_RATE = 50_000.0
 MAX_SWEEP_STEPS = 32
 SATURATION_P95_MS = 1_000.0
 STOP_TIMEOUT_S = 20.0
+CROSS_SAMPLE = 300
+MAX_CROSS = 5_000
 _LOADAVG_AT_START: list[float] = []
 
 
@@ -389,6 +391,7 @@ class StepData:
     drained: bool
     probes: list[tuple[float, float]]
     agreement: dict[str, Any]
+    cross: dict[int, collect.TxStatus] = field(default_factory=dict)
 
 
 async def process_step(
@@ -495,6 +498,7 @@ async def process_step(
     _say(f"{label}: reading blocks {first_height}..{last_height} from {observer=}")
     blocks = await collect.process_fetch_blocks(cluster.urls[observer], first_height, last_height)
     agreement = await get_agreement(cluster)
+    cross = await get_cross_statuses(cluster, plan, chosen, blocks)
     return StepData(
         rate,
         warmup_s,
@@ -510,7 +514,33 @@ async def process_step(
         drained,
         probes,
         agreement,
+        cross,
     )
+
+
+async def get_cross_statuses(
+    cluster: Cluster,
+    plan: list[PlannedTx],
+    chosen: list[int],
+    blocks: dict[int, dict[str, Any]],
+) -> dict[int, collect.TxStatus]:
+    """Read the outcome of some transactions from a node other than their ingress node.
+
+    Every transaction that appears in more than one block, and an even sample
+    of :data:`CROSS_SAMPLE` others, are read from the observer (node 0 for
+    the observer's own transactions), which answers from its ledger receipt.
+    """
+    counts: dict[str, int] = {}
+    for doc in blocks.values():
+        for h in doc.get("txs", []):
+            counts[h] = counts.get(h, 0) + 1
+    duplicated = [i for i in chosen if counts.get(plan[i].tx_hash.hex(), 0) > 1]
+    stride = max(1, len(chosen) // CROSS_SAMPLE)
+    picked = sorted(set(duplicated[:MAX_CROSS] + chosen[::stride][:CROSS_SAMPLE]))
+    observer = cluster.observer
+    wanted = [(observer if plan[i].node != observer else 0, plan[i].tx_hash) for i in picked]
+    fetched = await collect.process_fetch_statuses(cluster.urls, wanted, observer)
+    return dict(zip(picked, fetched, strict=True))
 
 
 def _recent_rate(samples: list[Sample]) -> int | None:
@@ -564,11 +594,14 @@ def compute_step_summary(step: StepData, names: list[str], roles: list[str]) -> 
     accepted = [i for i in measured if log.outcome[i] == ""]
     rejected = sum(1 for i in measured if log.outcome[i] not in ("", None))
     committed: dict[str, tuple[int, str]] = {}
+    occurrences: dict[str, int] = {}
     proposed_ms: dict[int, float] = {}
     for height, doc in step.blocks.items():
         proposed_ms[height] = float(doc.get("timestamp_ms", 0))
         for h in doc.get("txs", []):
-            committed[h] = (height, str(doc.get("hash", "")))
+            occurrences[h] = occurrences.get(h, 0) + 1
+            if h not in committed or height < committed[h][0]:
+                committed[h] = (height, str(doc.get("hash", "")))
     to_ingress: list[float] = []
     to_proposal: list[float] = []
     proposal_to_confirm: list[float] = []
@@ -577,9 +610,11 @@ def compute_step_summary(step: StepData, names: list[str], roles: list[str]) -> 
     confirm_times: list[float] = []
     send_for_confirm: list[float] = []
     lost = unsettled = mismatched = failed = no_settle_time = 0
+    duplicated = outcome_mismatch = 0
     checked = 0
     settled_floor = int(step.agreement.get("settled_height_min") or 0)
     examples: list[dict[str, Any]] = []
+    mismatch_examples: list[dict[str, Any]] = []
     for i in accepted:
         tx_hash = step.plan[i].tx_hash.hex()
         in_chain = committed.get(tx_hash)
@@ -587,13 +622,37 @@ def compute_step_summary(step: StepData, names: list[str], roles: list[str]) -> 
         if in_chain is None:
             lost += 1
             continue
+        if occurrences.get(tx_hash, 0) > 1:
+            duplicated += 1
         if status is None:
             continue
         checked += 1
+        other = step.cross.get(i, collect.UNKNOWN).status
+        if other != "unknown" and (status.status == "failed") != (other == "failed"):
+            outcome_mismatch += 1
+            if len(mismatch_examples) < 10:
+                mismatch_examples.append(
+                    {
+                        "tx": tx_hash,
+                        "node": step.plan[i].node,
+                        "ingress_outcome": status.status,
+                        "other_node_outcome": other,
+                        "blocks": occurrences.get(tx_hash, 0),
+                    }
+                )
         if status.status == "failed":
             failed += 1
         if status.height != in_chain[0] or status.block_hash != in_chain[1]:
             mismatched += 1
+            if len(mismatch_examples) < 5:
+                mismatch_examples.append(
+                    {
+                        "tx": tx_hash,
+                        "node": step.plan[i].node,
+                        "tracker": [status.status, status.height, status.block_hash],
+                        "chain": list(in_chain),
+                    }
+                )
         if status.confirmed_ms > 0:
             proposed = proposed_ms.get(in_chain[0], 0.0)
             to_ingress.append(status.submitted_ms - log.send_ms[i])
@@ -618,7 +677,7 @@ def compute_step_summary(step: StepData, names: list[str], roles: list[str]) -> 
                     }
                 )
     scale = len(accepted) / checked if checked else 0.0
-    failures = lost + round((unsettled + mismatched) * scale)
+    failures = lost + round((unsettled + mismatched) * scale) + outcome_mismatch
     window = _window_samples(step)
     tx_per_s, cpu_by_node, window_s = _window_throughput_cpu(window, names)
     confirmed_in_window = (
@@ -649,6 +708,10 @@ def compute_step_summary(step: StepData, names: list[str], roles: list[str]) -> 
         "lost_txs": lost,
         "unsettled_txs": unsettled,
         "mismatched_txs": mismatched,
+        "mismatched_examples": mismatch_examples,
+        "duplicate_inclusions": duplicated,
+        "outcome_mismatches": outcome_mismatch,
+        "outcome_checked_txs": sum(1 for v in step.cross.values() if v.status != "unknown"),
         "failed_receipts": failed,
         "settled_without_tracker_time": no_settle_time,
         "settled_without_tracker_time_examples": examples,

@@ -6,7 +6,13 @@ report.json keys (all times in milliseconds unless named ``_s``/``_us``):
   observer node's committed-transaction counter, read at the window's ends);
 - ``p50_ms``/``p95_ms``/``p99_ms``/``max_ms``: submit -> confirmed;
   ``settle_p50_ms``/``settle_p95_ms``: submit -> settled;
-- ``settlement_failure_rate``: (lost + unsettled + mismatched) / accepted;
+- ``settlement_failure_rate``: (lost + unsettled + mismatched + outcome
+  mismatches) / accepted. Lost: accepted but in no block. Unsettled: in a
+  block above the lowest settled height after the drain. Mismatched: the
+  ingress node's tracker names another height or block than the chain's
+  first inclusion. Outcome mismatch: the ingress tracker and another node's
+  ledger receipt disagree on success (checked for every transaction included
+  in more than one block and a sample of others);
 - ``cpu_us_per_tx_per_node`` (mean over nodes) and ``cpu_us_per_tx_by_node``;
 - ``verify_floor_us``: one PyNaCl Ed25519 verify, measured in the same run;
 - ``nodes``, ``duration_s``, ``offered_rate`` and everything else a reader
@@ -127,6 +133,10 @@ def compute_markdown(report: dict[str, Any]) -> str:
         f"{report.get('unsettled_txs')} / {report.get('mismatched_txs')} / "
         f"{report.get('failed_receipts')} (statuses read for "
         f"{report.get('status_checked_txs')}) |",
+        f"| transactions included in more than one block | {report.get('duplicate_inclusions')} |",
+        f"| outcome differs between ingress tracker and another node's receipt | "
+        f"{report.get('outcome_mismatches')} (of {report.get('outcome_checked_txs')} "
+        "cross-checked) |",
         f"| view changes | {report.get('view_changes')} |",
         f"| CPU per confirmed tx per node (mean; PBFT / PoS) | "
         f"{_f(report.get('cpu_us_per_tx_per_node'))} us "
