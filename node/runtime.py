@@ -33,7 +33,7 @@ import trio
 
 from consensus import codec
 from consensus.certificate import QuorumCertificate, get_certificate_error
-from consensus.checkpoint import compute_leader_order
+from consensus.checkpoint import SettledCheckpoint, compute_leader_order
 from consensus.crypto import compute_hash
 from consensus.events import (
     Action,
@@ -56,7 +56,7 @@ from consensus.events import (
     ValidatorSetChanged,
     WorkAvailable,
 )
-from consensus.messages import CommittedBlock, FetchResponse
+from consensus.messages import CommittedBlock, FetchResponse, SettledNotice
 from consensus.pbft import PbftConfig, PbftReplica
 from consensus.pos import PosConfig, PosValidator
 from ledger import queries
@@ -86,16 +86,22 @@ CH_TXS = 3
 CH_BLOCK = 4
 CH_BLOCK_REQUEST = 5
 CH_BLOCK_RESPONSE = 6
+CH_SETTLED_REQUEST = 7
 
 TICK_S = 0.005
 SYNC_INTERVAL_S = 0.5
+REPLICA_PROBE_INTERVALS = 4
 MAX_PENDING_BLOCKS = 4_096
 MAX_SYNC_BLOCKS = 32
+MAX_SYNC_NOTICES = 16
+MAX_SETTLED_KEPT = 256
 MAX_INBOX = 50_000
 VERIFIED_REMEMBERED = 500_000
-PBFT_WINDOW = 12
-PBFT_CHECKPOINT_INTERVAL = 4
-MAX_PAYLOAD = 192 * 1024
+PBFT_WINDOW = 6
+PBFT_CHECKPOINT_INTERVAL = 3
+# View changes carry prepared payloads: (2f+1) view changes x 2 windows x payload
+# must stay under the codec limit (4 MiB); 7 x 12 x 40 KiB = 3.4 MiB.
+MAX_PAYLOAD = 40 * 1024
 
 
 class NodeError(RuntimeError):
@@ -204,6 +210,7 @@ class Node:
         self._sync_cursor = 0
         self._evidence_seen: set[bytes] = set()
         self._settled_unmapped: dict[int, bytes] = {}
+        self._settled_checkpoints: OrderedDict[int, SettledCheckpoint] = OrderedDict()
         self._own_nonce = queries.get_account(self.ledger.state, self.public_key).nonce
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[tuple[str, list[bytes]]](
             MAX_INBOX
@@ -303,10 +310,15 @@ class Node:
             self._process_block_frame(codec.decode(body))
         elif channel == CH_BLOCK_REQUEST:
             self._process_block_request(sender, codec.decode(body))
+        elif channel == CH_SETTLED_REQUEST:
+            self._process_settled_request(sender, codec.decode(body))
         elif channel == CH_BLOCK_RESPONSE:
             value = codec.decode(body)
             if not isinstance(value, list) or len(value) > MAX_SYNC_BLOCKS:
                 raise ValueError("malformed block response")
+            if self.pbft is not None:
+                self._process_replica_sync(sender, value)
+                return
             for item in value:
                 self._process_block_frame(item)
         else:
@@ -532,35 +544,121 @@ class Node:
             return
         self._process_commit(height, payload, qc)
 
+    def _process_replica_sync(self, sender: str, items: list[Any]) -> None:
+        """Hand blocks fetched by the sync loop to the PBFT replica as a fetch response.
+
+        The replica checks each certificate and commits the blocks in order
+        (CommitBlock actions execute them), so the replica's executed height
+        and the ledger stay in step.
+        """
+        blocks = []
+        for item in items:
+            if not isinstance(item, list) or len(item) != 3:
+                raise ValueError("malformed block frame")
+            height, payload, qc_wire = item
+            if type(height) is not int or not isinstance(payload, bytes):
+                raise ValueError("malformed block frame")
+            blocks.append(CommittedBlock(height, payload, QuorumCertificate.from_wire(qc_wire)))
+        if blocks and self.pbft is not None:
+            message = FetchResponse(tuple(blocks)).to_bytes()
+            event = MessageReceived(message, self._committee_index(sender))
+            self._execute_actions("pbft", self.pbft.step(event))
+
+    def _process_settled_request(self, sender: str, value: Any) -> None:
+        """Answer ``[first_epoch]`` with the settled checkpoints known here from that epoch on.
+
+        Each goes out as a PoS SettledNotice frame, in epoch order; the
+        requester's PoS machine verifies every one against its validator set.
+        """
+        if not isinstance(value, list) or len(value) != 1 or type(value[0]) is not int:
+            raise ValueError("malformed settled-checkpoint request")
+        first = value[0]
+        for epoch in range(first, first + MAX_SYNC_NOTICES):
+            checkpoint = self._settled_checkpoints.get(epoch)
+            if checkpoint is None:
+                break
+            frame = bytes([CH_POS]) + SettledNotice(checkpoint).to_bytes()
+            if not self.transport.send(sender, frame):
+                break
+
     def _process_block_request(self, sender: str, value: Any) -> None:
         if not isinstance(value, list) or len(value) != 2 or not all(type(v) is int for v in value):
             raise ValueError("malformed block request")
         start, end = value
+        blocks = [
+            [height, payload, qc.to_wire()]
+            for height, payload, qc in self._get_stored_blocks(max(1, start), end)
+        ]
+        if blocks:
+            self.transport.send(sender, bytes([CH_BLOCK_RESPONSE]) + codec.encode(blocks))
+
+    def _get_stored_blocks(
+        self, start: int, end: int
+    ) -> list[tuple[int, bytes, QuorumCertificate]]:
+        """Return stored blocks ``start..end`` with their certificates, in order.
+
+        At most MAX_SYNC_BLOCKS, and never more payload than half a frame, so
+        the answer always fits in one frame (at least one block is returned
+        when ``start`` is stored: a block's payload is bounded by MAX_PAYLOAD).
+        """
+        budget = self.config.limits.max_frame_bytes // 2
         end = min(end, start + MAX_SYNC_BLOCKS - 1, self.ledger.state.height)
-        blocks = []
-        for height in range(max(1, start), end + 1):
+        blocks: list[tuple[int, bytes, QuorumCertificate]] = []
+        for height in range(start, end + 1):
             stored = self.ledger.get_certificate(height)
             if stored is None:
                 break
             qc, payload = _decode_stored_certificate(stored)
-            blocks.append([height, payload, qc.to_wire()])
-        if blocks:
-            self.transport.send(sender, bytes([CH_BLOCK_RESPONSE]) + codec.encode(blocks))
+            budget -= len(stored) + 64
+            if blocks and budget < 0:
+                break
+            blocks.append((height, payload, qc))
+        return blocks
 
     async def _sync_loop(self) -> None:
-        """Followers (and lagging nodes) ask a replica for blocks they miss."""
+        """Ask a replica for the blocks above our height.
+
+        Followers and nodes known to lag ask every SYNC_INTERVAL_S. A replica
+        that sees no sign of lagging still asks every REPLICA_PROBE_INTERVALS
+        intervals: a replica that restarted with an empty or old data
+        directory in an idle cluster hears no consensus traffic that would
+        tell it it is behind (a peer with nothing newer does not answer).
+        """
+        rounds = 0
         while True:
             await trio.sleep(SYNC_INTERVAL_S)
+            rounds += 1
             height = self.ledger.state.height
             gap = self._pending_blocks and min(self._pending_blocks) > height + 1
-            if not (gap or self._known_height > height) and self.is_replica:
+            lagging = gap or self._known_height > height
+            if self.is_replica and not lagging and rounds % REPLICA_PROBE_INTERVALS:
                 continue
             sources = [n for n in self.committee_names if n != self.name]
             if not sources:
                 continue
             self._sync_cursor = (self._sync_cursor + 1) % len(sources)
-            request = codec.encode([height + 1, height + MAX_SYNC_BLOCKS])
+            count = self.pbft_config.fetch_batch if self.pbft is not None else MAX_SYNC_BLOCKS
+            request = codec.encode([height + 1, height + count])
             self.transport.send(sources[self._sync_cursor], bytes([CH_BLOCK_REQUEST]) + request)
+            if rounds % REPLICA_PROBE_INTERVALS == 0:
+                self._request_settled()
+
+    def _request_settled(self) -> None:
+        """Ask a peer for settled checkpoints above ours when an executed epoch is unsettled.
+
+        A node that synced blocks (restarted, or new) missed the checkpoint
+        votes of those epochs; a PoS validator recovers by voting, but a
+        node that does not vote would otherwise never learn they settled.
+        """
+        executed_epochs = self.ledger.state.height // self.params.epoch_length
+        if self.pos.settled_epoch >= executed_epochs:
+            return
+        peers = [n for n in self.all_names if n != self.name]
+        if not peers:
+            return
+        peer = peers[(self._sync_cursor + 1) % len(peers)]
+        request = codec.encode([self.pos.settled_epoch + 1])
+        self.transport.send(peer, bytes([CH_SETTLED_REQUEST]) + request)
 
     # ---------------------------------------------------------------- actions
 
@@ -625,14 +723,10 @@ class Node:
             logger.warning("event=consensus_alert machine=%s reason=%s", machine, action.reason)
 
     def _serve_blocks(self, action: ServeBlocks) -> None:
-        blocks = []
-        end = min(action.to_seq, action.from_seq + MAX_SYNC_BLOCKS - 1, self.ledger.state.height)
-        for height in range(action.from_seq, end + 1):
-            stored = self.ledger.get_certificate(height)
-            if stored is None:
-                break
-            qc, payload = _decode_stored_certificate(stored)
-            blocks.append(CommittedBlock(height, payload, qc))
+        blocks = [
+            CommittedBlock(height, payload, qc)
+            for height, payload, qc in self._get_stored_blocks(action.from_seq, action.to_seq)
+        ]
         if blocks and 0 <= action.to < len(self.committee_names):
             message = FetchResponse(tuple(blocks))
             self.transport.send(
@@ -641,6 +735,9 @@ class Node:
 
     def _process_settled(self, action: SettleCheckpoint) -> None:
         checkpoint = action.checkpoint
+        self._settled_checkpoints[checkpoint.epoch] = checkpoint
+        while len(self._settled_checkpoints) > MAX_SETTLED_KEPT:
+            self._settled_checkpoints.popitem(last=False)
         self.tracker.process_settled(checkpoint.height, checkpoint.epoch)
         self.metrics.settled_height.set(checkpoint.height)
         self._settled_unmapped[checkpoint.height] = checkpoint.block_hash
