@@ -19,6 +19,7 @@ import trio
 MAX_NODE_FAILURES = 3
 STATUS_TIMEOUT_S = 10.0
 MAX_BLOCKS = 200_000
+BLOCK_READERS = 4
 
 
 @dataclass(frozen=True)
@@ -116,11 +117,19 @@ async def process_fetch_blocks(url: str, first: int, last: int) -> dict[int, dic
     if last - first + 1 > MAX_BLOCKS:
         first = last - MAX_BLOCKS + 1
     out: dict[int, dict[str, Any]] = {}
-    async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
-        for height in range(max(1, first), last + 1):
-            doc = await _get_json(client, f"/v1/blocks/{height}")
-            if isinstance(doc, dict):
-                out[height] = doc
+    heights = list(range(max(1, first), last + 1))
+    limits = httpx.Limits(max_connections=BLOCK_READERS)
+    async with httpx.AsyncClient(base_url=url, timeout=30.0, limits=limits) as client:
+
+        async def reader(k: int) -> None:
+            for height in heights[k::BLOCK_READERS]:
+                doc = await _get_json(client, f"/v1/blocks/{height}")
+                if isinstance(doc, dict):
+                    out[height] = doc
+
+        async with trio.open_nursery() as nursery:
+            for k in range(BLOCK_READERS):
+                nursery.start_soon(reader, k)
     return out
 
 

@@ -184,7 +184,7 @@ def process_launch(opts: BenchOptions) -> Cluster:
         for i, node in enumerate(nodes):
             prefix = netns.compute_exec_prefix(plan, i) if plan is not None else []
             env = dict(get_experiment_env(opts))
-            if opts.profile and i in (0, cluster.observer):
+            if opts.profile and i in get_profiled(cluster):
                 env[node_runner.ENV_PROFILE] = str(get_profile_path(opts, node))
             netns.process_start_node(node, prefix, env)
         process_wait_ready(nodes, timeout=180.0, progress=_say)
@@ -202,6 +202,13 @@ def get_experiment_env(opts: BenchOptions) -> dict[str, str]:
     if opts.node_tick_ms > 0:
         env[node_runner.ENV_TICK_MS] = str(opts.node_tick_ms)
     return env
+
+
+def get_profiled(cluster: Cluster) -> list[int]:
+    """Return the nodes a profiled run profiles: node 0 (a PBFT replica, the first
+    leader) and the first PoS node (never the observer, whose HTTP answers the run)."""
+    pos = [i for i, role in enumerate(cluster.roles) if role == "pos" and i != cluster.observer]
+    return [0, *pos[:1]]
 
 
 def get_profile_path(opts: BenchOptions, node: NodeProcess) -> Path:
@@ -984,10 +991,10 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
             _say("stopping the cluster")
             process_shutdown(cluster)
     if opts.profile and cluster.launched and not opts.keep:
-        profiled = [cluster.nodes[0], cluster.nodes[cluster.observer]]
+        profiled = [cluster.nodes[i] for i in get_profiled(cluster)]
         report["profile"] = compute_profile_text([get_profile_path(opts, n) for n in profiled])
         report["profile_note"] = (
-            "node00 and the observer ran under cProfile, which slows them: "
+            "node00 and the first PoS node ran under cProfile, which slows them: "
             "latency and CPU figures of a profiled run are not headline figures"
         )
     return report
