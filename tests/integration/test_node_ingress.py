@@ -168,38 +168,36 @@ def _run_intruder(cluster: Cluster, target: str, mode: str, home: str | None) ->
     return proc.stdout
 
 
-@pytest.mark.parametrize("target", ["node00", "node04"])  # a replica and a PoS validator
-def test_garbage_from_a_member_is_logged_and_dropped(cluster: Cluster, target: str) -> None:
-    # The member whose identity is borrowed is stopped first: one connection per peer.
-    borrowed = "node05" if target == "node00" else "node03"
-    leader = cluster.get_status("node00")["leader"]
-    if borrowed == leader:
-        borrowed = "node02"
+def test_garbage_from_a_member_is_logged_and_dropped(cluster: Cluster) -> None:
+    # Member node05's identity is borrowed, so node05 is stopped first (one connection
+    # per peer); the garbage goes to a replica and to a PoS validator.
+    borrowed = "node05"
     cluster.stop(borrowed)
     try:
         home = str(cluster.node(borrowed).config.home)
-        before = cluster.get_log(target)
-        _run_intruder(cluster, target, "junk", home)
-        wait_until(
-            lambda: cluster.get_log(target).count("event=bad_frame")
-            >= before.count("event=bad_frame") + 5,
-            f"{target} to log the junk frames",
-            timeout=60,
-        )
-        mid = cluster.get_log(target)
-        out = _run_intruder(cluster, target, "oversized", home)
-        assert "outcome=closed" in out or "outcome=eof" in out, out
-        wait_until(
-            lambda: cluster.get_log(target).count("event=bad_frame")
-            > mid.count("event=bad_frame"),
-            f"{target} to log the oversized frame",
-            timeout=60,
-        )
-        log = cluster.get_log(target)
-        assert f"peer={borrowed}" in log[len(before):]
-        assert cluster.node(target).get_pid() is not None, cluster.describe()
-        assert "Traceback" not in log[len(before):], log[len(before):][-3000:]
-        _check_still_serving(cluster, target)
+        for target in ("node00", "node04"):
+            before = cluster.get_log(target)
+            _run_intruder(cluster, target, "junk", home)
+            wait_until(
+                lambda: cluster.get_log(target).count("event=bad_frame")  # noqa: B023
+                >= before.count("event=bad_frame") + 5,  # noqa: B023
+                f"{target} to log the junk frames",
+                timeout=60,
+            )
+            mid = cluster.get_log(target)
+            out = _run_intruder(cluster, target, "oversized", home)
+            assert "outcome=closed" in out or "outcome=eof" in out, out
+            wait_until(
+                lambda: cluster.get_log(target).count("event=bad_frame")  # noqa: B023
+                > mid.count("event=bad_frame"),  # noqa: B023
+                f"{target} to log the oversized frame",
+                timeout=60,
+            )
+            log = cluster.get_log(target)[len(before) :]
+            assert f"event=bad_frame peer={borrowed}" in log
+            assert cluster.node(target).get_pid() is not None, cluster.describe()
+            assert "Traceback" not in log, log[-3000:]
+            _check_still_serving(cluster, target)
     finally:
         cluster.start(borrowed)
 
