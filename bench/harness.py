@@ -618,6 +618,7 @@ def compute_step_summary(step: StepData, names: list[str], roles: list[str]) -> 
     send_for_confirm: list[float] = []
     lost = unsettled = mismatched = failed = no_settle_time = 0
     duplicated = outcome_mismatch = 0
+    bad: set[int] = set()
     checked = 0
     settled_floor = int(step.agreement.get("settled_height_min") or 0)
     examples: list[dict[str, Any]] = []
@@ -637,6 +638,7 @@ def compute_step_summary(step: StepData, names: list[str], roles: list[str]) -> 
         other = step.cross.get(i, collect.UNKNOWN).status
         if other != "unknown" and (status.status == "failed") != (other == "failed"):
             outcome_mismatch += 1
+            bad.add(i)
             if len(mismatch_examples) < 10:
                 mismatch_examples.append(
                     {
@@ -651,6 +653,7 @@ def compute_step_summary(step: StepData, names: list[str], roles: list[str]) -> 
             failed += 1
         if status.height != in_chain[0] or status.block_hash != in_chain[1]:
             mismatched += 1
+            bad.add(i)
             if len(mismatch_examples) < 5:
                 mismatch_examples.append(
                     {
@@ -670,6 +673,7 @@ def compute_step_summary(step: StepData, names: list[str], roles: list[str]) -> 
             send_for_confirm.append(log.send_ms[i])
         if in_chain[0] > settled_floor:
             unsettled += 1
+            bad.add(i)
         if status.settled_ms > 0:
             settle.append(status.settled_ms - log.send_ms[i])
         elif in_chain[0] <= settled_floor:
@@ -684,7 +688,8 @@ def compute_step_summary(step: StepData, names: list[str], roles: list[str]) -> 
                     }
                 )
     scale = len(accepted) / checked if checked else 0.0
-    failures = lost + round((unsettled + mismatched) * scale) + outcome_mismatch
+    # each transaction counts once, however many checks it fails
+    failures = lost + round(len(bad) * scale)
     window = _window_samples(step)
     tx_per_s, cpu_by_node, window_s = _window_throughput_cpu(window, names)
     confirmed_in_window = (
