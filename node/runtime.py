@@ -206,7 +206,9 @@ class Node:
         self._work_pending = False
         self._last_tx_height = self.ledger.state.height
         self._last_view = self.pbft.view if self.pbft else 0
-        self._known_height = self.ledger.state.height
+        # A replica whose process died after persisting its progress but before the
+        # ledger batch restarts with the replica ahead of the ledger: fetch the gap.
+        self._known_height = max(self.ledger.state.height, self.pbft.executed if self.pbft else 0)
         self._sync_cursor = 0
         self._evidence_seen: set[bytes] = set()
         self._settled_unmapped: dict[int, bytes] = {}
@@ -549,7 +551,8 @@ class Node:
 
         The replica checks each certificate and commits the blocks in order
         (CommitBlock actions execute them), so the replica's executed height
-        and the ledger stay in step.
+        and the ledger stay in step. Blocks below the replica's executed
+        height that the ledger misses are verified and executed directly.
         """
         blocks = []
         for item in items:
@@ -563,6 +566,11 @@ class Node:
             message = FetchResponse(tuple(blocks)).to_bytes()
             event = MessageReceived(message, self._committee_index(sender))
             self._execute_actions("pbft", self.pbft.step(event))
+        # Blocks the replica counts as executed but the ledger lacks (the process
+        # died between persisting the replica's progress and the ledger batch)
+        # go straight to the ledger; anything already executed is ignored there.
+        for item in items:
+            self._process_block_frame(item)
 
     def _process_settled_request(self, sender: str, value: Any) -> None:
         """Answer ``[first_epoch]`` with the settled checkpoints known here from that epoch on.
