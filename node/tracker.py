@@ -26,6 +26,8 @@ class TxTracker:
         self._records: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
         self._waiters: dict[bytes, trio.Event] = {}
         self._unsettled: deque[tuple[int, list[bytes]]] = deque()
+        self._settled_height = 0
+        self._settled_epoch = 0
 
     def __len__(self) -> int:
         return len(self._records)
@@ -66,9 +68,14 @@ class TxTracker:
             self._wake(tx_hash)
         if confirmed:
             self._unsettled.append((height, confirmed))
+        if height <= self._settled_height:
+            # the checkpoint settled before this node executed the block
+            self.process_settled(self._settled_height, self._settled_epoch)
 
     def process_settled(self, height: int, checkpoint_epoch: int) -> None:
         """Mark every tracked transaction at or below ``height`` settled."""
+        if height > self._settled_height:
+            self._settled_height, self._settled_epoch = height, checkpoint_epoch
         now = int(time.time() * 1000)
         while self._unsettled and self._unsettled[0][0] <= height:
             _, hashes = self._unsettled.popleft()

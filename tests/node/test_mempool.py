@@ -82,3 +82,4 @@ def test_batches_are_gapless_per_sender_and_accounting_holds(ops: list[tuple[int
             taken.setdefault(e.sender, []).append(e.nonce)
     for nonces in taken.values():
         assert nonces == list(range(len(nonces)))
+
