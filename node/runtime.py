@@ -102,6 +102,10 @@ PBFT_CHECKPOINT_INTERVAL = 3
 # View changes carry prepared payloads: (2f+1) view changes x 2 windows x payload
 # must stay under the codec limit (4 MiB); 7 x 12 x 40 KiB = 3.4 MiB.
 MAX_PAYLOAD = 40 * 1024
+# Progress timeout before a view change. 500 ms caused view-change storms when
+# 18 nodes share 2 cores (a round took longer); 2 s stopped them in the bench.
+PBFT_BASE_TIMEOUT_MS = 2_000
+PBFT_MAX_TIMEOUT_MS = 16_000
 
 
 class NodeError(RuntimeError):
@@ -173,6 +177,8 @@ class Node:
                 window=PBFT_WINDOW,
                 checkpoint_interval=PBFT_CHECKPOINT_INTERVAL,
                 max_payload=MAX_PAYLOAD,
+                base_timeout_ms=PBFT_BASE_TIMEOUT_MS,
+                max_timeout_ms=PBFT_MAX_TIMEOUT_MS,
             )
             pbft_records = {k: v for k, v in restored.items() if k.startswith("pbft/")}
             self.pbft = PbftReplica(self.pbft_config, keys.account_seed, pbft_records or None)
