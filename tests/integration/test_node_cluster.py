@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import signal
 
-import pytest
 from conftest import (
     Cluster,
     MakeCluster,
@@ -63,12 +62,6 @@ def test_four_replicas_confirm_and_settle_1000_transfers(make_cluster: MakeClust
     _check_load(cluster, per_node=1000 // 6 + 1)
 
 
-def test_ten_plus_eight_confirm_and_settle_a_small_load(make_cluster: MakeCluster) -> None:
-    cluster = make_cluster(pbft=10, pos=8, clients=18)
-    _check_load(cluster, per_node=12)
-
-
-@pytest.mark.slow
 def test_ten_plus_eight_confirm_and_settle_1000_transfers(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(pbft=10, pos=8, clients=18)
     _check_load(cluster, per_node=1000 // 18 + 1)

@@ -10,7 +10,6 @@ import signal
 import threading
 import time
 
-import pytest
 from conftest import (
     MakeCluster,
     check_same_chain,
@@ -24,7 +23,6 @@ from conftest import (
 )
 
 
-@pytest.mark.slow
 def test_leader_killed_under_load_view_changes_and_it_catches_up(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(pbft=4, pos=1)
     names = cluster.names
@@ -92,7 +90,6 @@ def test_leader_killed_under_load_view_changes_and_it_catches_up(make_cluster: M
     check_same_chain(cluster, names, height)
 
 
-@pytest.mark.slow
 def test_node_with_deleted_data_resyncs_pos_and_replica(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(pbft=4, pos=2)
     names = cluster.names
