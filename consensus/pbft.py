@@ -641,9 +641,12 @@ class PbftReplica:
         if event.name != "progress":
             return
         if self.in_view_change:
-            # Escalate only once 2f+1 replicas want this view (PBFT's rule that keeps a
-            # minority from racing ahead); until then, just catch up on blocks.
-            if len(self._view_changes.get(self.view, {})) >= self.cfg.quorum:
+            # Escalate only once 2f+1 replicas have left the current view (PBFT's rule
+            # that keeps a minority from racing ahead); until then, catch up on blocks.
+            # A replica that asked for a higher view has left this one too: counting
+            # only requests for exactly this view deadlocks when some honest replicas
+            # already escalated past a view whose leader is silent.
+            if self._count_left_view(self.view) >= self.cfg.quorum:
                 self._start_view_change(self.view + 1)
             else:
                 self._catch_up()
@@ -661,6 +664,10 @@ class PbftReplica:
             return
         if self._work_pending or self._has_uncommitted():
             self._start_view_change(self.view + 1)
+
+    def _count_left_view(self, view: int) -> int:
+        """Return how many replicas asked for ``view`` or a higher one."""
+        return sum(1 for v in self._vc_max_view.values() if v >= view)
 
     def _catch_up(self) -> None:
         """Fetch committed blocks if an honest peer (f+1 reports) is ahead."""

@@ -113,3 +113,12 @@ def test_random_fault_seeds_ci_range(seed: int) -> None:
     r = run_seed(SimParams(seed=seed))
     assert r.violations == []
     assert r.blocks >= 50
+
+
+@pytest.mark.parametrize("seed", [395, 779])
+def test_escalation_past_a_silent_leader_when_peers_already_moved_on(seed: int) -> None:
+    # Seeds that once deadlocked: some honest replicas escalated past a view whose
+    # leader is silent while the rest waited for 2f+1 requests for exactly that view.
+    r = run_seed(SimParams(seed=seed))
+    assert r.violations == []
+    assert r.blocks >= 50
