@@ -21,6 +21,8 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("cluster", "node.cmd_cluster", "start, stop or inspect every node of a testnet directory"),
     ("init", "node.cmd_init", "prepare one node's home to join an existing consortium"),
     ("keys", "node.cmd_keys", "generate a node's keys or show its genesis entry"),
+    ("tx", "node.cmd_tx", "sign a transaction locally and submit it to a node"),
+    ("query", "node.cmd_query", "read status, accounts, blocks, transactions and supply"),
     ("version", "node.cmd_version", "print the version and the installed component versions"),
     ("sim", "consensus.sim.cmd", "run seeded consensus cluster simulations and check invariants"),
     ("bench", "node.cmd_bench", "benchmark a cluster: throughput, latency, settlement, CPU"),

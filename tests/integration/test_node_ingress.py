@@ -215,3 +215,43 @@ def test_unknown_peer_is_rejected_and_logged(cluster: Cluster) -> None:
     log = cluster.get_log(TARGET)[len(before):]
     assert "Traceback" not in log
     _check_still_serving(cluster)
+
+
+def test_cli_tx_and_query_use_the_client(cluster: Cluster) -> None:
+    url = cluster.node(TARGET).config.http_url
+    index = next(_next_client)
+    receiver = bytes(range(32))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "node.cli", *args],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+            check=False,
+        )
+
+    sent = cli(
+        "tx",
+        "transfer",
+        "--node",
+        url,
+        "--testnet",
+        str(cluster.home),
+        "--client",
+        str(index),
+        "--to",
+        receiver.hex(),
+        "--amount",
+        "7",
+        "--wait",
+        "confirmed",
+    )
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert '"status": "confirmed"' in sent.stdout or '"status": "settled"' in sent.stdout
+    account = cli("query", "account", receiver.hex(), "--node", url)
+    assert account.returncode == 0, account.stdout + account.stderr
+    assert '"balance": 7' in account.stdout
+    bad = cli("query", "block", "not-a-number", "--node", url)
+    assert bad.returncode == 1 and "bad argument" in bad.stdout
