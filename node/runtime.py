@@ -88,7 +88,10 @@ CH_BLOCK_REQUEST = 5
 CH_BLOCK_RESPONSE = 6
 CH_SETTLED_REQUEST = 7
 
-TICK_S = 0.005
+# One tick flushes batches, answers proposals and fires timers. 5 ms cost each idle
+# node 6.1 % of a core; 20 ms costs 3.4 % and cut the 18-node p95 at 60 tx/s from
+# 3.2 s to 2.1 s on 2 cores (dmchain bench --node-tick-ms).
+TICK_S = 0.02
 SYNC_INTERVAL_S = 0.5
 REPLICA_PROBE_INTERVALS = 4
 MAX_PENDING_BLOCKS = 4_096
