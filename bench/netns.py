@@ -25,6 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from node import cluster
 from node.cluster import NodeProcess
 from node.config import CONFIG_FILE
 
@@ -151,26 +152,10 @@ def process_start_node(
 ) -> int:
     """Start one node (behind ``prefix``, e.g. ``ip netns exec NS``); returns its pid.
 
-    Same process layout as ``node.cluster.process_start_node`` (own session,
-    log in the node's home, pid file written), but run through
-    :mod:`bench.node_runner`, which reads its profiling and experiment
+    Same process layout as :func:`node.cluster.process_start_node`, but run
+    through :mod:`bench.node_runner`, which reads its profiling and experiment
     settings from ``extra_env``.
     """
-    pid = node.get_pid()
-    if pid is not None:
-        return pid
-    env = dict(os.environ)
-    env.update(extra_env or {})
-    env.setdefault("PYTHONUNBUFFERED", "1")
     home = str(node.config.home)
-    with open(node.log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "bench.node_runner", "start", "--home", home],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=env,
-        )
-    node.pid_path.write_text(f"{proc.pid}\n")
-    return proc.pid
+    command = [*prefix, sys.executable, "-m", "bench.node_runner", "start", "--home", home]
+    return cluster.process_start_node(node, extra_env, command)

@@ -102,17 +102,27 @@ def get_node_status(config: NodeConfig, timeout: float = 1.0) -> dict[str, Any] 
     return data if isinstance(data, dict) else None
 
 
-def process_start_node(node: NodeProcess, extra_env: dict[str, str] | None = None) -> int:
-    """Start one node in the background (no-op if running); returns its pid."""
+def process_start_node(
+    node: NodeProcess,
+    extra_env: dict[str, str] | None = None,
+    command: list[str] | None = None,
+) -> int:
+    """Start one node in the background (no-op if running); returns its pid.
+
+    The node runs in its own session, logs to its home and gets a pid file.
+    ``command`` replaces the default ``python -m node.cli start --home HOME``
+    (the benchmark runs nodes through a profiling wrapper or a namespace).
+    """
     pid = node.get_pid()
     if pid is not None:
         return pid
     env = dict(os.environ)
     env.update(extra_env or {})
     env.setdefault("PYTHONUNBUFFERED", "1")
+    argv = command or [sys.executable, "-m", "node.cli", "start", "--home", str(node.config.home)]
     with open(node.log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "start", "--home", str(node.config.home)],
+            argv,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -135,16 +135,21 @@ def _decode_tx_body(request: Request, body: bytes) -> list[bytes] | JSONResponse
     return out
 
 
+async def _read_txs(request: Request, limit: int) -> list[bytes] | JSONResponse:
+    """Return the transactions of a POST body, or the error response to send."""
+    body = await _read_body(request, limit)
+    if isinstance(body, JSONResponse):
+        return body
+    return _decode_tx_body(request, body)
+
+
 def create_app(service: NodeService) -> FastAPI:
     """Return the FastAPI application for ``service``."""
     app = FastAPI(title="dmchain node API", version="1")
 
     @app.post("/v1/tx", summary="Submit one signed transaction (raw bytes or JSON hex)")
     async def post_tx(request: Request) -> Response:
-        body = await _read_body(request, service.max_body_bytes)
-        if isinstance(body, JSONResponse):
-            return body
-        txs = _decode_tx_body(request, body)
+        txs = await _read_txs(request, service.max_body_bytes)
         if isinstance(txs, JSONResponse):
             return txs
         if len(txs) != 1:
@@ -158,10 +163,7 @@ def create_app(service: NodeService) -> FastAPI:
 
     @app.post("/v1/txs", summary='Submit several signed transactions: {"txs": [hex, ...]}')
     async def post_txs(request: Request) -> Response:
-        body = await _read_body(request, service.max_body_bytes)
-        if isinstance(body, JSONResponse):
-            return body
-        txs = _decode_tx_body(request, body)
+        txs = await _read_txs(request, service.max_body_bytes)
         if isinstance(txs, JSONResponse):
             return txs
         results: list[dict[str, str]] = []
