@@ -9,7 +9,16 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from ledger import schema
-from ledger.records import Access, Account, Asset, AuditLogEntry, Kyc, Supply, Validator
+from ledger.records import (
+    Access,
+    Account,
+    Asset,
+    AuditLogEntry,
+    Kyc,
+    PreKeyRecord,
+    Supply,
+    Validator,
+)
 from ledger.rules import is_audit_releasable
 from ledger.state import State
 
@@ -149,3 +158,12 @@ def get_audit_log_by_subject(
         if entry is not None:
             result.append((seq, entry))
     return result
+
+
+# -- data access (feat-data) ---------------------------------------------------
+
+
+def get_pre_key(state: State, account: bytes) -> PreKeyRecord | None:
+    """Return the account's registered Umbral key record (REGISTER_PRE_KEY), or None."""
+    value: PreKeyRecord | None = state.get(schema.pre_key_key(account))
+    return value
