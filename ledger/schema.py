@@ -36,6 +36,7 @@ GRANT = b"g"
 CFRAG = b"f"
 PROXY_GRANT = b"x"
 REVOKED = b"o"
+PROVIDER_REQUEST = b"y"
 
 STATE_PREFIXES = (
     ACCOUNT,
@@ -56,6 +57,7 @@ STATE_PREFIXES = (
     CFRAG,
     PROXY_GRANT,
     REVOKED,
+    PROVIDER_REQUEST,
 )
 
 BLOCK = b"B"
@@ -178,6 +180,11 @@ def proxy_grant_key(proxy: bytes, height: int, request_id: bytes) -> bytes:
 def revoked_key(asset_id: bytes) -> bytes:
     """Key marking an asset as revoked by its provider (value: the height)."""
     return REVOKED + asset_id
+
+
+def provider_request_key(provider: bytes, height: int, request_id: bytes) -> bytes:
+    """Index key: an access request to one of ``provider``'s assets made at ``height``."""
+    return PROVIDER_REQUEST + provider + _u64(height) + request_id
 
 
 def is_state_key(key: bytes) -> bool:
