@@ -46,6 +46,7 @@ from pre.commitment import CommitmentBuilder
 
 M, N = 3, 4
 ACCESS_TIMEOUT = 30
+EPOCH = 4
 MIB = 1024 * 1024
 PROXY_NODES = ["node00", "node01", "node02", "node03"]
 
@@ -99,7 +100,11 @@ class Env:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     root = tmp_path_factory.mktemp("data")
     cluster = start_data_cluster(
-        root / "testnet", pbft=4, pos=1, epoch_length=4, params={"access_timeout": ACCESS_TIMEOUT}
+        root / "testnet",
+        pbft=4,
+        pos=1,
+        epoch_length=EPOCH,
+        params={"access_timeout": ACCESS_TIMEOUT},
     )
     helpers = Helpers(cluster)
     try:
@@ -142,6 +147,28 @@ def test_publish_request_fetch_1mib_byte_identical(env: Env) -> None:
     assert len(access["grant"]["cfrag_proxies"]) >= M
     wait_until(lambda: e.balance(e.provider) - provider_before == access["price"], "payment")
     e.shared.update(plain_a=plain, asset_a=asset_id, request_a=request_id)
+
+
+def test_proxies_reencrypt_only_after_the_grant_is_settled(env: Env) -> None:
+    """With the only PoS validator stopped nothing settles: the grant is committed but no
+    proxy publishes; once the PoS validator is back the grant settles and delivery follows."""
+    e = env
+    e.cluster.stop("node04")
+    request_id = str(e.data("request", e.shared["asset_a"], e.consumer)["request_id"])
+    rid = bytes.fromhex(request_id)
+    wait_until(lambda: (d := e.client().get_access(rid)) and d["grant"], "the grant")
+    time.sleep(4.0)
+    doc = e.client().get_access(rid)
+    assert doc is not None and doc["grant"]["settled"] is False and doc["cfrags"] == []
+    for name in PROXY_NODES:
+        wait_file_text(
+            e.helpers.proxy_log(name),
+            f"request={request_id} reason=the access grant is not settled yet",
+        )
+    e.cluster.start("node04")
+    out = e.root / "out-a-settled.bin"
+    e.data("fetch", request_id, e.consumer, "--out", str(out))
+    assert out.read_bytes() == e.shared["plain_a"]
 
 
 def test_tampered_blob_is_quarantined_and_fetch_uses_another_replica(env: Env) -> None:
