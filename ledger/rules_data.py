@@ -19,8 +19,10 @@
   ``CapsuleFrag.verify``. A valid cfrag is recorded (one per proxy); with the
   m-th valid cfrag the access settles in the same rule (the provider is paid
   exactly ``price``, the rest of the escrow is burned or recycled as in
-  ``SETTLE_ACCESS``). A correctly signed cfrag for this grant that fails
-  verification is evidence: the proxy validator is slashed by
+  ``SETTLE_ACCESS``). Fragments are still accepted (not paid twice) after
+  the consumer acknowledged delivery early with ``SETTLE_ACCESS``. A
+  correctly signed cfrag for this grant that fails verification is
+  evidence: the proxy validator is slashed by
   ``slash_bad_cfrag_ppm`` and jailed, and the transaction succeeds with that
   outcome (result ``b"slashed"``), so every validator agrees on it.
 * ``REVOKE_ASSET`` (22): the provider stops every further request, grant and
@@ -41,6 +43,7 @@ from ledger import tx as t
 from ledger.errors import ReceiptCode, RuleError
 from ledger.records import (
     ACCESS_DELIVERING,
+    ACCESS_GRANTED,
     ACCESS_PENDING,
     Access,
     Asset,
@@ -230,7 +233,7 @@ def process_publish_cfrag(state: State, tx: t.Tx, env: Env) -> bytes:
     if tx.sender not in grant.proxies:
         raise _fail(ReceiptCode.UNAUTHORIZED, "sender is not a proxy named in the grant")
     request: Access | None = state.get(schema.access_key(args.request_id))
-    if request is None or request.status != ACCESS_DELIVERING:
+    if request is None or request.status not in (ACCESS_DELIVERING, ACCESS_GRANTED):
         raise _fail(ReceiptCode.INVALID_STATE, "the grant is no longer awaiting delivery")
     if env.height > grant.deadline:
         raise _fail(ReceiptCode.INVALID_STATE, f"grant deadline {grant.deadline} has passed")
@@ -252,7 +255,7 @@ def process_publish_cfrag(state: State, tx: t.Tx, env: Env) -> bytes:
     published = [*grant.cfrag_proxies, tx.sender]
     state.put(gkey, grant._replace(cfrag_proxies=published))
     state.put(schema.cfrag_key(args.request_id, tx.sender), args.signed_cfrag)
-    if len(published) >= grant.threshold:
+    if request.status == ACCESS_DELIVERING and len(published) >= grant.threshold:
         process_access_payment(state, args.request_id, request, env.height)
     return b""
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import umbral_pre
 
-from ledger.records import ACCESS_DELIVERING
+from ledger.records import ACCESS_DELIVERING, ACCESS_GRANTED
 from ledger.tx import TxKind
 from node.client import ClientError
 from node.proxy_service import ProxyContext
@@ -185,7 +185,11 @@ class DataProxyHandler:
         done = 0
         open_heights: list[int] = []
         for item in doc["grants"]:
-            if item["status"] != ACCESS_DELIVERING or item["published"]:
+            awaiting = item["status"] == ACCESS_DELIVERING or (
+                # acknowledged early by the consumer, fragments still missing
+                item["status"] == ACCESS_GRANTED and item["cfrag_count"] < item["threshold"]
+            )
+            if not awaiting or item["published"]:
                 continue
             if height > int(item["deadline"]):
                 self._note(item["request_id"], "the grant deadline has passed")

@@ -1053,6 +1053,7 @@ class Node:
                     "verifying_pk": grant.verifying_pk.hex(),
                     "receiving_pk": grant.receiving_pk.hex(),
                     "published": proxy in grant.cfrag_proxies or proxy in grant.slashed_proxies,
+                    "cfrag_count": len(grant.cfrag_proxies),
                     "grant_settled": height <= settled,
                     "asset_exists": queries.get_asset(state, asset_id) is not None,
                     "asset_revoked": queries.is_asset_revoked(state, asset_id),

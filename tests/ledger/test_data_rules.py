@@ -315,3 +315,18 @@ def test_provider_requests_index() -> None:
     assert [row[0] for row in rows] == [s.request_id]
     assert q.get_provider_requests(s.chain.state, PROVIDER.pub, rows[0][1] + 1) == []
     assert q.get_provider_requests(s.chain.state, OTHER.pub, 0) == []
+
+
+def test_early_acknowledgement_still_lets_the_proxies_deliver_without_paying_twice() -> None:
+    s = _setup()
+    payload = s.grant_payload(m=2)
+    assert s.chain.run1(PROVIDER, TxKind.GRANT_ACCESS, payload).ok
+    provider_before = q.get_account(s.chain.state, PROVIDER.pub).balance
+    assert s.chain.run1(CONSUMER, TxKind.SETTLE_ACCESS, [s.request_id]).ok
+    price = q.get_access(s.chain.state, s.request_id).price
+    assert q.get_account(s.chain.state, PROVIDER.pub).balance - provider_before == price
+    for i in (0, 1):
+        r = s.chain.run1(VALIDATORS[i], TxKind.PUBLISH_CFRAG, [s.request_id, s.cfrag(i, payload)])
+        assert r.ok, r.reason
+    assert q.get_account(s.chain.state, PROVIDER.pub).balance - provider_before == price
+    assert len(q.get_cfrags(s.chain.state, s.request_id)) == 2
