@@ -9,7 +9,18 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from ledger import schema
-from ledger.records import Access, Account, Asset, AuditLogEntry, Kyc, Supply, Validator
+from ledger.records import (
+    Access,
+    Account,
+    Asset,
+    AuditCfragRecord,
+    AuditLogEntry,
+    AuditRequestRecord,
+    Kyc,
+    KycKfragSet,
+    Supply,
+    Validator,
+)
 from ledger.rules import is_audit_releasable
 from ledger.state import State
 
@@ -149,3 +160,35 @@ def get_audit_log_by_subject(
         if entry is not None:
             result.append((seq, entry))
     return result
+
+
+# -- KYC audit ------------------------------------------------------------------
+
+
+def get_kfrag_set(state: State, subject: bytes, auditor: bytes) -> KycKfragSet | None:
+    """Return the kfrag set of ``subject``'s credential for ``auditor``, or None."""
+    value: KycKfragSet | None = state.get(schema.kyc_kfrags_key(subject, auditor))
+    return value
+
+
+def get_kfrag_auditors(state: State, subject: bytes) -> list[bytes]:
+    """Return the auditors holding a kfrag set for ``subject`` (bounded, sorted)."""
+    prefix = schema.KYC_KFRAGS + subject
+    return [key[len(prefix) :] for key, _ in state.iterate(prefix)[:MAX_QUERY_ITEMS]]
+
+
+def get_auditors(state: State) -> list[bytes]:
+    """Return the registered auditors (bounded, sorted)."""
+    return [key[1:] for key, _ in state.iterate(schema.AUDITOR)[:MAX_QUERY_ITEMS]]
+
+
+def get_audit_request(state: State, request_id: bytes) -> AuditRequestRecord | None:
+    """Return the audit request or None."""
+    value: AuditRequestRecord | None = state.get(schema.audit_request_key(request_id))
+    return value
+
+
+def get_audit_cfrags(state: State, request_id: bytes) -> list[AuditCfragRecord]:
+    """Return every cfrag posted for an audit request (bounded), valid or not."""
+    prefix = schema.AUDIT_CFRAG + request_id
+    return [value for _, value in state.iterate(prefix)[:MAX_QUERY_ITEMS]]

@@ -148,6 +148,34 @@ class ChainRecord(NamedTuple):
     genesis_supply: int
 
 
+# -- KYC audit ------------------------------------------------------------------
+
+
+class KycKfragSet(NamedTuple):
+    """Per-field kfrags of a subject's credential for one auditor (sealed to proxies)."""
+
+    subject: bytes
+    auditor: bytes
+    member: bytes
+    threshold: int
+    verifying_pk: bytes
+    receiving_pk: bytes
+    proxies: list[bytes]
+    fields: list[list[Any]]  # [[name, [sealed kfrag per proxy]], ...]
+    height: int
+
+
+class AuditCfragRecord(NamedTuple):
+    """A signed cfrag posted for one field of an audit request; ``valid`` False = slashed."""
+
+    request_id: bytes
+    field: str
+    proxy: bytes
+    signed_cfrag: bytes
+    valid: bool
+    height: int
+
+
 _TUPLE_RECORDS: dict[bytes, type[Any]] = {
     schema.VALIDATOR: Validator,
     schema.ASSET: Asset,
@@ -155,6 +183,9 @@ _TUPLE_RECORDS: dict[bytes, type[Any]] = {
     schema.KYC: Kyc,
     schema.AUDIT_REQUEST: AuditRequestRecord,
     schema.AUDIT_LOG: AuditLogEntry,
+    # KYC audit
+    schema.KYC_KFRAGS: KycKfragSet,
+    schema.AUDIT_CFRAG: AuditCfragRecord,
 }
 
 _META_RECORDS: dict[bytes, type[Any]] = {

@@ -60,6 +60,9 @@ class TxKind(IntEnum):
     AUDIT_OBJECT = 16
     AUDIT_RELEASE = 17
     RETIRE_ASSET = 18
+    # KYC audit (25-29)
+    KYC_KFRAGS = 25
+    AUDIT_CFRAG = 26
 
 
 class Transfer(NamedTuple):
@@ -194,6 +197,33 @@ class AuditRelease(NamedTuple):
     request_id: bytes
 
 
+# -- KYC audit ------------------------------------------------------------------
+
+
+class KycKfrags(NamedTuple):
+    """Per-field kfrags of a subject's credential for one auditor, sealed to the proxies."""
+
+    subject: bytes
+    auditor: bytes
+    threshold: int
+    verifying_pk: bytes
+    receiving_pk: bytes
+    proxies: list[bytes]
+    fields: list[list[Any]]  # [[field name, [sealed kfrag per proxy, in proxy order]], ...]
+
+
+class AuditCfrag(NamedTuple):
+    """A proxy's signed cfrag for one approved field of one audit request."""
+
+    request_id: bytes
+    field: str
+    signed_cfrag: bytes
+
+
+MAX_SIGNED_CFRAG_SIZE = 4096
+UMBRAL_KEY_SIZE = 33
+
+
 # Field specs: "b32" 32 bytes; "uint" integer >= 0; ("bytes", n) at most n bytes;
 # ("str", n) at most n UTF-8 chars; ("strs", items, len) list of short strings;
 # "sigs" list of [public key, signature] pairs; "list" any codec list (checked by the rule).
@@ -236,6 +266,15 @@ PAYLOAD_FIELDS: dict[TxKind, tuple[type[Any], tuple[Any, ...]]] = {
     TxKind.AUDIT_OBJECT: (AuditObject, (_B32, ("str", MAX_TEXT_LEN))),
     TxKind.AUDIT_RELEASE: (AuditRelease, (_B32,)),
     TxKind.RETIRE_ASSET: (RetireAsset, (_B32,)),
+    # KYC audit
+    TxKind.KYC_KFRAGS: (
+        KycKfrags,
+        (_B32, _B32, _UINT, ("bytes", UMBRAL_KEY_SIZE), ("bytes", UMBRAL_KEY_SIZE), _LIST, _LIST),
+    ),
+    TxKind.AUDIT_CFRAG: (
+        AuditCfrag,
+        (_B32, ("str", MAX_TAG_LEN), ("bytes", MAX_SIGNED_CFRAG_SIZE)),
+    ),
 }
 
 _UINT_MAX = (1 << 128) - 1
