@@ -229,6 +229,10 @@ def create_app(service: NodeService) -> FastAPI:
     async def get_metrics() -> Response:
         return Response(service.get_metrics_text(), media_type="text/plain; version=0.0.4")
 
+    # KYC audit routes (node/kyc_api.py)
+    from node.kyc_api import register_kyc_routes
+
+    register_kyc_routes(app, service)  # type: ignore[arg-type]
     return app
 
 
