@@ -29,10 +29,14 @@ from ledger.block import (
 from ledger.errors import BlockError, ReceiptCode, RuleError
 from ledger.records import Account
 from ledger.rules import RULES, Env, RuleContext, process_begin_block
+from ledger.rules_data import DATA_RULES
+from ledger.rules_kyc import KYC_RULES
 from ledger.state import State
 from ledger.tx import Tx, is_valid_tx_signature
 
 DEFAULT_CONTEXT = RuleContext()
+# The dispatch table: the core rules plus each feature's rule module.
+ALL_RULES = {**RULES, **DATA_RULES, **KYC_RULES}
 
 
 class Receipt(NamedTuple):
@@ -121,7 +125,7 @@ def apply_tx(
         )
     state.begin_tx()
     try:
-        result = RULES[tx.kind](state, tx, Env(height, chain_id, ctx))
+        result = ALL_RULES[tx.kind](state, tx, Env(height, chain_id, ctx))
     except RuleError as exc:
         state.abort_tx()
         return Receipt(tx.tx_hash, height, index, int(exc.code), exc.reason, tx.fee, b"")

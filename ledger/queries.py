@@ -18,6 +18,7 @@ from ledger.records import (
     AuditRequestRecord,
     Kyc,
     KycKfragSet,
+    PreKeyRecord,
     Supply,
     Validator,
 )
@@ -160,6 +161,15 @@ def get_audit_log_by_subject(
         if entry is not None:
             result.append((seq, entry))
     return result
+
+
+# -- data access (feat-data) ---------------------------------------------------
+
+
+def get_pre_key(state: State, account: bytes) -> PreKeyRecord | None:
+    """Return the account's registered Umbral key record (REGISTER_PRE_KEY), or None."""
+    value: PreKeyRecord | None = state.get(schema.pre_key_key(account))
+    return value
 
 
 # -- KYC audit ------------------------------------------------------------------

@@ -758,8 +758,3 @@ RULES: dict[t.TxKind, Callable[[State, t.Tx, Env], bytes]] = {
     t.TxKind.AUDIT_OBJECT: process_audit_object,
     t.TxKind.AUDIT_RELEASE: process_audit_release,
 }
-
-# -- KYC audit (ledger/rules_kyc.py) ---------------------------------------------
-from ledger.rules_kyc import KYC_RULES  # noqa: E402  (rules_kyc builds on this module)
-
-RULES.update(KYC_RULES)

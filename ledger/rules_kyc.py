@@ -3,7 +3,8 @@
 ``KYC_KFRAGS`` (25): the member that registered a subject (or the subject
 itself) posts, for one registered auditor, the per-field kfrags of the
 subject's sealed credential (:class:`pre.kyc.SealedCredential`, held in the
-KYC record's ``capsule``), each sealed to one proxy. Proxies are distinct
+KYC record's ``capsule``), each sealed to one proxy and made for the auditor's
+registered PRE key (REGISTER_PRE_KEY). Proxies are distinct
 active validators, ``1 <= m <= n <= MAX_KFRAG_PROXIES``; the set names every
 field of the credential at most once. A later set for the same auditor
 replaces the earlier one (e.g. after the credential was registered again).
@@ -31,6 +32,7 @@ from ledger import tx as t
 from ledger.errors import ReceiptCode, RuleError
 from ledger.records import AuditCfragRecord, AuditRequestRecord, Kyc, KycKfragSet, Validator
 from ledger.rules import Env, _append_audit_log, _slash_validator, is_audit_releasable
+from ledger.rules_data import get_pre_key, is_umbral_public_key
 from ledger.state import State
 
 MAX_KFRAG_PROXIES = 16
@@ -56,17 +58,6 @@ def _get_sealed_fields(kyc: Kyc) -> dict[str, tuple[bytes, bytes]]:
             ReceiptCode.INVALID_STATE, f"KYC record does not hold a sealed credential: {exc}"
         ) from exc
     return {f.name: (f.wrapped_key.capsule, f.delegating_pk) for f in sealed.fields}
-
-
-def is_umbral_public_key(raw: bytes) -> bool:
-    """Return True iff ``raw`` is a compressed Umbral (secp256k1) public key."""
-    import umbral_pre
-
-    try:
-        umbral_pre.PublicKey.from_compressed_bytes(bytes(raw))
-    except (ValueError, TypeError):
-        return False
-    return True
 
 
 def _is_active_validator(state: State, key: bytes) -> bool:
@@ -113,8 +104,9 @@ def _check_kfrag_fields(
 
 def process_kyc_kfrags(state: State, tx: t.Tx, env: Env) -> bytes:
     """Record an auditor's kfrag set for a subject; refused for a non-auditor, unknown
-    subject, a sender other than the registering member or the subject, a bad
-    threshold, proxies that are not distinct active validators, or unknown fields."""
+    subject, a sender other than the registering member or the subject, an auditor
+    without a registered PRE key or kfrags for another key, a bad threshold,
+    proxies that are not distinct active validators, or unknown fields."""
     args: t.KycKfrags = tx.args
     kyc: Kyc | None = state.get(schema.kyc_key(args.subject))
     if kyc is None:
@@ -142,9 +134,15 @@ def process_kyc_kfrags(state: State, tx: t.Tx, env: Env) -> bytes:
             raise _fail(
                 ReceiptCode.BAD_PARAMETER, f"proxy {proxy.hex()} is not an active validator"
             )
-    for what, key in (("verifying", args.verifying_pk), ("receiving", args.receiving_pk)):
-        if not is_umbral_public_key(key):
-            raise _fail(ReceiptCode.BAD_PARAMETER, f"{what} key is not an Umbral public key")
+    if not is_umbral_public_key(args.verifying_pk):
+        raise _fail(ReceiptCode.BAD_PARAMETER, "verifying key is not an Umbral public key")
+    pre_key = get_pre_key(state, args.auditor)
+    if pre_key is None:
+        raise _fail(ReceiptCode.INVALID_STATE, "the auditor has registered no PRE (Umbral) key")
+    if args.receiving_pk != pre_key.umbral_key:
+        raise _fail(
+            ReceiptCode.BAD_PARAMETER, "kfrags must be made for the auditor's registered PRE key"
+        )
     fields = _check_kfrag_fields(args.fields, _get_sealed_fields(kyc), shares)
     record = KycKfragSet(
         args.subject,

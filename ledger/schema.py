@@ -30,6 +30,12 @@ AUDIT_REQUEST = b"q"
 AUDIT_LOG = b"l"
 AUDIT_BY_SUBJECT = b"n"
 META = b"m"
+# -- data access (feat-data) --
+PRE_KEY = b"p"
+GRANT = b"g"
+CFRAG = b"f"
+PROXY_GRANT = b"x"
+REVOKED = b"o"
 # KYC audit
 KYC_KFRAGS = b"y"
 AUDIT_CFRAG = b"w"
@@ -47,6 +53,12 @@ STATE_PREFIXES = (
     AUDIT_LOG,
     AUDIT_BY_SUBJECT,
     META,
+    # -- data access (feat-data) --
+    PRE_KEY,
+    GRANT,
+    CFRAG,
+    PROXY_GRANT,
+    REVOKED,
     # KYC audit
     KYC_KFRAGS,
     AUDIT_CFRAG,
@@ -157,6 +169,34 @@ def receipt_key(tx_hash: bytes) -> bytes:
 def certificate_key(height: int) -> bytes:
     """Key of the (opaque) consensus certificate of the block at ``height``."""
     return CERTIFICATE + _u64(height)
+
+
+# -- data access (feat-data) -------------------------------------------------
+
+
+def pre_key_key(account: bytes) -> bytes:
+    """Key of an account's registered Umbral public key (and verifying key)."""
+    return PRE_KEY + account
+
+
+def grant_key(request_id: bytes) -> bytes:
+    """Key of the proxy re-encryption grant answering access request ``request_id``."""
+    return GRANT + request_id
+
+
+def cfrag_key(request_id: bytes, proxy: bytes) -> bytes:
+    """Key of the valid signed cfrag ``proxy`` published for ``request_id``."""
+    return CFRAG + request_id + proxy
+
+
+def proxy_grant_key(proxy: bytes, height: int, request_id: bytes) -> bytes:
+    """Index key: ``proxy`` is named in the grant of ``request_id`` made at ``height``."""
+    return PROXY_GRANT + proxy + _u64(height) + request_id
+
+
+def revoked_key(asset_id: bytes) -> bytes:
+    """Key marking an asset as revoked by its provider (value: the height)."""
+    return REVOKED + asset_id
 
 
 def is_state_key(key: bytes) -> bool:

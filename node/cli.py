@@ -26,6 +26,8 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("version", "node.cmd_version", "print the version and the installed component versions"),
     ("sim", "consensus.sim.cmd", "run seeded consensus cluster simulations and check invariants"),
     ("bench", "node.cmd_bench", "benchmark a cluster: throughput, latency, settlement, CPU"),
+    # -- data access (feat-data) --
+    ("proxy", "node.cmd_proxy", "run the proxy service (re-encryption work) beside a node"),
 ]
 
 

@@ -137,3 +137,14 @@ class NodeClient:
             return self.http.get("/metrics").text
         except httpx.HTTPError as exc:
             raise ClientError("unreachable", str(exc)) from exc
+
+    # -- data access (feat-data) --
+
+    def get_pre_key(self, account: bytes) -> dict[str, Any] | None:
+        """Return the account's registered Umbral keys (hex), or None if none is registered."""
+        try:
+            return dict(self._request("GET", f"/v1/accounts/{account.hex()}/pre_key"))
+        except ClientError as exc:
+            if exc.code == "no_pre_key":
+                return None
+            raise

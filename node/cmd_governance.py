@@ -72,8 +72,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         seeds = load_governance_seeds(args.gov_keys)
         action, action_args = _parse_action(args.action, args.args)
-        with KycClient(args.node, timeout=args.timeout + 5) as client:
+        client = KycClient(args.node, timeout=args.timeout + 5)
+        try:
             doc = process_governance_action(client, seeds, action, action_args, args.timeout)
+        finally:
+            client.close()
     except (CommandError, ClientError) as exc:
         print(f"governance: error: {exc}")
         return 1

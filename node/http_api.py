@@ -79,6 +79,12 @@ class NodeService(Protocol):
         """Return the Prometheus exposition text."""
         ...
 
+    # -- data access (feat-data) --
+
+    def get_pre_key(self, account: bytes) -> dict[str, Any] | None:
+        """Return the account's registered Umbral keys, or None."""
+        ...
+
 
 def _error(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status)
@@ -228,6 +234,16 @@ def create_app(service: NodeService) -> FastAPI:
     @app.get("/metrics", summary="Prometheus metrics")
     async def get_metrics() -> Response:
         return Response(service.get_metrics_text(), media_type="text/plain; version=0.0.4")
+
+    # -- data access (feat-data) ------------------------------------------------
+
+    @app.get("/v1/accounts/{account}/pre_key", summary="An account's registered Umbral keys")
+    async def get_pre_key(account: str) -> Response:
+        raw = _parse_hex(account, 32, "account")
+        if isinstance(raw, JSONResponse):
+            return raw
+        doc = service.get_pre_key(raw)
+        return _doc_or_404(doc, "no_pre_key", "account has registered no PRE key")
 
     # KYC audit routes (node/kyc_api.py)
     from node.kyc_api import register_kyc_routes

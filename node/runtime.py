@@ -967,6 +967,20 @@ class Node:
         self.metrics.height.set(self.ledger.state.height)
         return self.metrics.render()
 
+    # -- data access (feat-data) ------------------------------------------------
+
+    def get_pre_key(self, account: bytes) -> dict[str, Any] | None:
+        """Return the account's registered Umbral key and verifying key as hex, or None."""
+        record = queries.get_pre_key(self.ledger.state, account) if len(account) == 32 else None
+        if record is None:
+            return None
+        return {
+            "account": account.hex(),
+            "umbral_key": record.umbral_key.hex(),
+            "verifying_key": record.verifying_key.hex(),
+            "height": record.height,
+        }
+
 
 async def run_node(home: Path, keys: NodeKeys, config: NodeConfig) -> None:
     """Build and run the node of ``home`` until it is stopped."""

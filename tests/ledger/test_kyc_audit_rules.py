@@ -70,6 +70,8 @@ def _setup(timelock: int = 2, expiry: int = 8) -> tuple[Chain, SealedCredential]
     assert len(blob) <= 4096
     assert chain.run1(MEMBER, TxKind.KYC_REGISTER, [SUBJECT.pub, b"\x09" * 32, blob]).ok
     assert _gov(chain, "register_auditor", [AUDITOR.pub]).ok
+    auditor_pk = compute_umbral_public_key_bytes(AUDITOR_SK.public_key())
+    assert chain.run1(AUDITOR, TxKind.REGISTER_PRE_KEY, [auditor_pk, b""]).ok
     return chain, sealed
 
 
@@ -139,6 +141,15 @@ def test_kfrag_set_refusals() -> None:
     assert chain.run1(MEMBER, TxKind.KYC_KFRAGS, short).code == ReceiptCode.BAD_PARAMETER
     badkey = [*good[:3], b"\x05" * 33, *good[4:]]
     assert chain.run1(MEMBER, TxKind.KYC_KFRAGS, badkey).code == ReceiptCode.BAD_PARAMETER
+    # kfrags made for a key other than the auditor's registered PRE key
+    other_pk = compute_umbral_public_key_bytes(umbral_pre.SecretKey.random().public_key())
+    wrong_receiver = [*good[:4], other_pk, *good[5:]]
+    r = chain.run1(MEMBER, TxKind.KYC_KFRAGS, wrong_receiver)
+    assert r.code == ReceiptCode.BAD_PARAMETER and "registered PRE key" in r.reason
+    # an auditor that registered no PRE key yet
+    assert _gov(chain, "register_auditor", [USERS[2].pub]).ok
+    no_key = [good[0], USERS[2].pub, *good[2:]]
+    assert chain.run1(MEMBER, TxKind.KYC_KFRAGS, no_key).code == ReceiptCode.INVALID_STATE
 
 
 def test_full_audit_path_releases_exactly_the_approved_fields() -> None:
