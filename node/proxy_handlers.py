@@ -6,8 +6,10 @@ its handler by appending one line here; the service polls them in order.
 
 from __future__ import annotations
 
+from node.proxy_audit import AuditProxyHandler
 from node.proxy_service import HandlerFactory
 
 PROXY_HANDLERS: list[HandlerFactory] = [
     # -- data access (feat-data): added with the data handler --
+    AuditProxyHandler,  # KYC audit (node/proxy_audit.py)
 ]
