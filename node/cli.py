@@ -28,6 +28,10 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("bench", "node.cmd_bench", "benchmark a cluster: throughput, latency, settlement, CPU"),
     # -- data access (feat-data) --
     ("proxy", "node.cmd_proxy", "run the proxy service (re-encryption work) beside a node"),
+    # -- KYC audit --
+    ("kyc", "node.cmd_kyc", "register a subject's sealed KYC credential; issue auditor kfrags"),
+    ("audit", "node.cmd_audit", "KYC_Audit: request, approve, object, status, decrypt"),
+    ("governance", "node.cmd_governance", "k-of-n governance actions: auditors, parameters"),
 ]
 
 
