@@ -4,10 +4,12 @@
 itself) posts, for one registered auditor, the per-field kfrags of the
 subject's sealed credential (:class:`pre.kyc.SealedCredential`, held in the
 KYC record's ``capsule``), each sealed to one proxy and made for the auditor's
-registered PRE key (REGISTER_PRE_KEY). Proxies are distinct
-active validators, ``1 <= m <= n <= MAX_KFRAG_PROXIES``; the set names every
-field of the credential at most once. A later set for the same auditor
-replaces the earlier one (e.g. after the credential was registered again).
+registered PRE key (REGISTER_PRE_KEY). Proxies are distinct active
+validators, ``1 <= m <= n <= MAX_KFRAG_PROXIES``; a transaction names each
+field of the credential at most once. Because a node admits transactions of
+a few KiB only, a set may be posted in parts: a part with the same threshold,
+proxies and keys as the recorded set adds (or replaces) its fields; a part
+with other parameters replaces the whole set (e.g. after a re-registration).
 
 ``AUDIT_CFRAG`` (26): anyone posts a proxy's signed cfrag for one field of one
 audit request. The rule requires the request to be releasable now
@@ -144,6 +146,17 @@ def process_kyc_kfrags(state: State, tx: t.Tx, env: Env) -> bytes:
             ReceiptCode.BAD_PARAMETER, "kfrags must be made for the auditor's registered PRE key"
         )
     fields = _check_kfrag_fields(args.fields, _get_sealed_fields(kyc), shares)
+    key = schema.kyc_kfrags_key(args.subject, args.auditor)
+    previous: KycKfragSet | None = state.get(key)
+    if previous is not None and (
+        previous.threshold,
+        previous.proxies,
+        previous.verifying_pk,
+        previous.receiving_pk,
+    ) == (args.threshold, list(args.proxies), args.verifying_pk, args.receiving_pk):
+        merged: dict[str, Any] = dict(previous.fields)
+        merged.update(dict(fields))
+        fields = sorted([name, kfrags] for name, kfrags in merged.items())
     record = KycKfragSet(
         args.subject,
         args.auditor,
@@ -155,7 +168,7 @@ def process_kyc_kfrags(state: State, tx: t.Tx, env: Env) -> bytes:
         fields,
         env.height,
     )
-    state.put(schema.kyc_kfrags_key(args.subject, args.auditor), record)
+    state.put(key, record)
     _append_audit_log(state, env.height, "kyc_kfrags", tx.sender, args.subject, b"")
     return b""
 

@@ -47,6 +47,9 @@ from pre.kyc import (
 )
 from pre.randomness import generate_seed
 
+KFRAG_TX_BUDGET = 6_500  # bytes of sealed kfrags per transaction (nodes admit 8 KiB by default)
+SEALED_KFRAG_BYTES = 380  # one sealed kfrag (358 bytes) with its encoding
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the action, the subject, the credential, vault seed and proxy options."""
@@ -109,16 +112,21 @@ def process_issue_kfrags(
     except KeyWrapError as exc:
         raise CommandError(f"cannot issue kfrags: {exc}") from exc
     verifying = compute_subject_signer(vault_seed).verifying_key()
-    payload = [
+    head = [
         sealed.subject_id,
         auditor,
         threshold,
         compute_umbral_public_key_bytes(verifying),
         compute_umbral_public_key_bytes(receiving),
         list(proxies),
-        [[name, [k.sealed for k in ks]] for name, ks in sorted(kfrags.items())],
     ]
-    return process_sign_submit(client, seed, TxKind.KYC_KFRAGS, payload, timeout)
+    items = [[name, [k.sealed for k in ks]] for name, ks in sorted(kfrags.items())]
+    per_tx = max(1, KFRAG_TX_BUDGET // (len(proxies) * SEALED_KFRAG_BYTES))
+    doc: dict[str, Any] = {}
+    for start in range(0, len(items), per_tx):  # parts with one parameter set merge on chain
+        part = [*head, items[start : start + per_tx]]
+        doc = process_sign_submit(client, seed, TxKind.KYC_KFRAGS, part, timeout)
+    return doc
 
 
 def process_sync(

@@ -112,6 +112,21 @@ def test_kfrag_set_fits_one_transaction_and_is_recorded() -> None:
     assert kinds == ["kyc_register", "kyc_kfrags"]
 
 
+def test_kfrag_set_posted_in_parts_merges_and_new_parameters_replace() -> None:
+    chain, sealed = _setup()
+    full = _kfrag_payload(sealed)
+    first, second = full[6][:3], full[6][3:]
+    assert chain.run1(MEMBER, TxKind.KYC_KFRAGS, [*full[:6], first]).ok
+    assert chain.run1(MEMBER, TxKind.KYC_KFRAGS, [*full[:6], second]).ok
+    record = q.get_kfrag_set(chain.state, SUBJECT.pub, AUDITOR.pub)
+    assert record is not None and record.fields == full[6]
+    # a part with another threshold replaces the set
+    other = _kfrag_payload(sealed, threshold=1)
+    assert chain.run1(MEMBER, TxKind.KYC_KFRAGS, [*other[:6], other[6][:1]]).ok
+    record = q.get_kfrag_set(chain.state, SUBJECT.pub, AUDITOR.pub)
+    assert record is not None and record.threshold == 1 and record.fields == other[6][:1]
+
+
 def test_kfrag_set_refusals() -> None:
     chain, sealed = _setup()
     good = _kfrag_payload(sealed)
