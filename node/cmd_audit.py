@@ -104,8 +104,8 @@ def _collect_cfrags(doc: dict[str, Any], fields: list[str]) -> dict[str, list[by
 def process_decrypt(client: KycClient, seed: bytes, args: argparse.Namespace) -> dict[str, Any]:
     """Check releasability, log the release, gather cfrags, verify and decrypt the fields."""
     request_id = _request_id(args)
-    doc = client.get_audit(request_id, _fields(args.fields) or None)
-    fields = _fields(args.fields) or list(doc["fields"])
+    fields = _fields(args.fields) or list(client.get_audit(request_id)["fields"])
+    doc = client.get_audit(request_id, fields)  # the node logs a refusal for these fields
     if doc["auditor"] != compute_public_key(seed).hex():
         raise CommandError("only the auditor that made the request can decrypt it")
     not_approved = sorted(set(fields) - set(doc["fields"]))
