@@ -36,8 +36,9 @@ GRANT = b"g"
 CFRAG = b"f"
 PROXY_GRANT = b"x"
 REVOKED = b"o"
+PROVIDER_REQUEST = b"y"
 # KYC audit
-KYC_KFRAGS = b"y"
+KYC_KFRAGS = b"z"
 AUDIT_CFRAG = b"w"
 
 STATE_PREFIXES = (
@@ -59,6 +60,7 @@ STATE_PREFIXES = (
     CFRAG,
     PROXY_GRANT,
     REVOKED,
+    PROVIDER_REQUEST,
     # KYC audit
     KYC_KFRAGS,
     AUDIT_CFRAG,
@@ -197,6 +199,11 @@ def proxy_grant_key(proxy: bytes, height: int, request_id: bytes) -> bytes:
 def revoked_key(asset_id: bytes) -> bytes:
     """Key marking an asset as revoked by its provider (value: the height)."""
     return REVOKED + asset_id
+
+
+def provider_request_key(provider: bytes, height: int, request_id: bytes) -> bytes:
+    """Index key: an access request to one of ``provider``'s assets made at ``height``."""
+    return PROVIDER_REQUEST + provider + _u64(height) + request_id
 
 
 def is_state_key(key: bytes) -> bool:

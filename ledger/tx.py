@@ -64,6 +64,9 @@ class TxKind(IntEnum):
     RETIRE_ASSET = 18
     # -- data access (feat-data): 19-24 --
     REGISTER_PRE_KEY = 19
+    GRANT_ACCESS = 20
+    PUBLISH_CFRAG = 21
+    REVOKE_ASSET = 22
     # KYC audit (25-29)
     KYC_KFRAGS = 25
     AUDIT_CFRAG = 26
@@ -303,6 +306,12 @@ PAYLOAD_FIELDS: dict[TxKind, tuple[type[Any], tuple[Any, ...]]] = {
         RegisterPreKey,
         (("bytes", UMBRAL_KEY_SIZE), ("bytes", UMBRAL_KEY_SIZE)),
     ),
+    TxKind.GRANT_ACCESS: (
+        GrantAccess,
+        (_B32, _UINT, _LIST, _LIST, ("bytes", MAX_CAPSULE_SIZE)),
+    ),
+    TxKind.PUBLISH_CFRAG: (PublishCfrag, (_B32, ("bytes", MAX_SIGNED_CFRAG_SIZE))),
+    TxKind.REVOKE_ASSET: (RevokeAsset, (_B32,)),
     # KYC audit
     TxKind.KYC_KFRAGS: (
         KycKfrags,

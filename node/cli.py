@@ -28,6 +28,9 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("bench", "node.cmd_bench", "benchmark a cluster: throughput, latency, settlement, CPU"),
     # -- data access (feat-data) --
     ("proxy", "node.cmd_proxy", "run the proxy service (re-encryption work) beside a node"),
+    ("wallet", "node.cmd_wallet", "create or show a wallet (account seed and Umbral keys)"),
+    ("data", "node.cmd_data", "publish, request, fetch, dispute, revoke or fail data assets"),
+    ("agent", "node.cmd_agent", "run the provider agent that grants access to your assets"),
     # -- KYC audit --
     ("kyc", "node.cmd_kyc", "register a subject's sealed KYC credential; issue auditor kfrags"),
     ("audit", "node.cmd_audit", "KYC_Audit: request, approve, object, status, decrypt"),

@@ -148,3 +148,30 @@ class NodeClient:
             if exc.code == "no_pre_key":
                 return None
             raise
+
+    def get_access(self, request_id: bytes) -> dict[str, Any] | None:
+        """Return an access request with its grant and cfrags, or None if unknown."""
+        try:
+            return dict(self._request("GET", f"/v1/access/{request_id.hex()}"))
+        except ClientError as exc:
+            if exc.code == "unknown_request":
+                return None
+            raise
+
+    def get_asset(self, asset_id: bytes) -> dict[str, Any]:
+        """Return a registered asset (raises ClientError ``unknown_asset``)."""
+        return dict(self._request("GET", f"/v1/assets/{asset_id.hex()}"))
+
+    def get_proxy_grants(self, proxy: bytes, from_height: int, limit: int = 100) -> dict[str, Any]:
+        """Return the grants naming ``proxy`` from ``from_height``."""
+        params = {"from_height": from_height, "limit": limit}
+        return dict(self._request("GET", f"/v1/proxy/{proxy.hex()}/grants", params=params))
+
+    def get_provider_requests(
+        self, provider: bytes, from_height: int, limit: int = 100
+    ) -> dict[str, Any]:
+        """Return access requests to ``provider``'s assets from ``from_height``."""
+        params = {"from_height": from_height, "limit": limit}
+        return dict(
+            self._request("GET", f"/v1/providers/{provider.hex()}/requests", params=params)
+        )

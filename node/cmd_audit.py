@@ -1,7 +1,7 @@
 """``dmchain audit``: KYC_Audit under due process.
 
-* ``register-key``: the auditor registers its Umbral key (REGISTER_PRE_KEY; the
-  key is derived from the account seed, see :mod:`node.kyc_tools`).
+* ``register-key``: the auditor registers its Umbral key (REGISTER_PRE_KEY: the
+  wallet's, or one derived from the account seed, see :mod:`node.kyc_tools`).
 * ``request --subject S --order-hash H --fields a,b --reason R``: signs an
   AUDIT_REQUEST and submits it through ``POST /v1/kyc_audit`` (registering the
   auditor's Umbral key first if needed); prints the request id.
@@ -31,9 +31,9 @@ from node.kyc_tools import (
     CommandError,
     add_key_arguments,
     add_node_argument,
-    compute_account_umbral_key,
     get_seed,
     get_signer,
+    get_umbral_secret_key,
     parse_hex32,
     process_sign_submit,
     process_submit_and_wait,
@@ -69,9 +69,11 @@ def _request_id(args: argparse.Namespace) -> bytes:
     return parse_hex32(args.request_id, "request id")
 
 
-def process_register_key(client: KycClient, seed: bytes, timeout: float) -> dict[str, Any]:
-    """Register the account's derived Umbral key unless it is registered already."""
-    public = compute_umbral_public_key_bytes(compute_account_umbral_key(seed).public_key())
+def process_register_key(
+    client: KycClient, seed: bytes, secret: umbral_pre.SecretKey, timeout: float
+) -> dict[str, Any]:
+    """Register the account's Umbral key (REGISTER_PRE_KEY) unless it is registered already."""
+    public = compute_umbral_public_key_bytes(secret.public_key())
     current = client.get_pre_key(compute_public_key(seed))
     if current is not None and current["umbral_key"] == public.hex():
         return {"umbral_key": public.hex(), "registered": "already"}
@@ -87,7 +89,7 @@ def process_request(client: KycClient, seed: bytes, args: argparse.Namespace) ->
     order = parse_hex32(args.order_hash, "--order-hash")
     fields = _fields(args.fields)
     payload = [subject, order, fields, args.reason]
-    process_register_key(client, seed, args.timeout)
+    process_register_key(client, seed, get_umbral_secret_key(args, seed), args.timeout)
     raw = get_signer(client, seed).sign(TxKind.AUDIT_REQUEST, payload)
     doc = process_submit_and_wait(client, raw, args.timeout, via_kyc_audit=True)
     return {"request_id": doc["hash"], "status": doc["status"], "height": doc.get("height")}
@@ -134,7 +136,7 @@ def process_decrypt(client: KycClient, seed: bytes, args: argparse.Namespace) ->
     sealed = SealedCredential.from_bytes(bytes.fromhex(record["capsule"]))
     verifying = umbral_pre.PublicKey.from_compressed_bytes(bytes.fromhex(kfrags["verifying_pk"]))
     opened = open_audited_fields(
-        compute_account_umbral_key(seed),
+        get_umbral_secret_key(args, seed),
         sealed,
         _collect_cfrags(ready, fields),
         threshold,
@@ -153,7 +155,7 @@ def _run(client: KycClient, args: argparse.Namespace) -> dict[str, Any]:
         return client.get_audit(_request_id(args), _fields(args.fields) or None)
     seed = get_seed(args)
     if args.action == "register-key":
-        return process_register_key(client, seed, args.timeout)
+        return process_register_key(client, seed, get_umbral_secret_key(args, seed), args.timeout)
     if args.action == "request":
         return process_request(client, seed, args)
     if args.action == "approve":

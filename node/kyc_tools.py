@@ -1,9 +1,10 @@
 """Shared pieces of the ``dmchain kyc``, ``audit`` and ``governance`` commands.
 
-Keys: an account is given by ``--key-file FILE`` (one line of hex: the 32-byte
-Ed25519 seed) or ``--seed-hex HEX``. The account's Umbral key (the auditor's
-receiving key) is derived from that seed (:func:`compute_account_umbral_key`),
-so a key file is all an auditor keeps.
+Keys: an account is given by ``--wallet DIR`` (a ``dmchain wallet new``
+directory: its account seed and Umbral key), ``--key-file FILE`` (one line of
+hex: the 32-byte Ed25519 seed) or ``--seed-hex HEX``. Without a wallet the
+account's Umbral key (the auditor's receiving key) is derived from the seed
+(:func:`compute_account_umbral_key`), so a key file is all an auditor keeps.
 """
 
 from __future__ import annotations
@@ -39,12 +40,27 @@ def add_node_argument(parser: argparse.ArgumentParser) -> None:
 def add_key_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """Register the signing account: ``--key-file`` or ``--seed-hex``."""
     key = parser.add_mutually_exclusive_group(required=required)
+    key.add_argument("--wallet", type=Path, help="wallet directory (dmchain wallet new)")
     key.add_argument("--key-file", type=Path, help="file holding the account's seed (hex)")
     key.add_argument("--seed-hex", help="the account's 32-byte seed as hex")
 
 
+def _load_wallet(path: Path) -> Any:
+    from node.wallet import WalletError, load_wallet
+
+    try:
+        return load_wallet(path)
+    except WalletError as exc:
+        raise CommandError(str(exc)) from exc
+
+
 def get_seed(args: argparse.Namespace) -> bytes:
-    """Return the signing seed from ``--key-file`` / ``--seed-hex``; CommandError if bad."""
+    """Return the signing seed from ``--wallet`` / ``--key-file`` / ``--seed-hex``."""
+    if getattr(args, "wallet", None) is not None:
+        seed: bytes = _load_wallet(args.wallet).seed
+        return seed
+    if args.key_file is None and args.seed_hex is None:
+        raise CommandError("give the account: --wallet DIR, --key-file FILE or --seed-hex HEX")
     try:
         text = args.key_file.read_text().strip() if args.key_file else args.seed_hex
         seed = bytes.fromhex(text or "")
@@ -59,6 +75,14 @@ def compute_account_umbral_key(seed: bytes) -> umbral_pre.SecretKey:
     """Return the account's Umbral secret key, derived from its Ed25519 seed (deterministic)."""
     material = compute_hash_parts(UMBRAL_LABEL, seed)
     return umbral_pre.SecretKeyFactory.from_secure_randomness(material).make_key(UMBRAL_LABEL)
+
+
+def get_umbral_secret_key(args: argparse.Namespace, seed: bytes) -> umbral_pre.SecretKey:
+    """Return the account's Umbral secret key: the wallet's, else derived from the seed."""
+    if getattr(args, "wallet", None) is not None:
+        key: umbral_pre.SecretKey = _load_wallet(args.wallet).get_umbral_secret_key()
+        return key
+    return compute_account_umbral_key(seed)
 
 
 def parse_hex32(value: str, what: str) -> bytes:

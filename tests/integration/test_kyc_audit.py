@@ -40,7 +40,6 @@ from consensus.crypto import compute_public_key, compute_seed_from_label
 from ledger.tx import TxKind
 from node.client import Signer
 from node.kyc_client import KycClient
-from node.kyc_tools import compute_account_umbral_key
 from node.testnet import get_client_seeds
 from pre.kyc import SealedCredential, compute_subject_signer, process_field_reencryption
 
@@ -94,6 +93,11 @@ def _write_key(path: Path, seed: bytes) -> Path:
     return path
 
 
+def _key_args(key: Path) -> list[str]:
+    """A wallet directory or a seed key file, as the CLI takes them."""
+    return ["--wallet", str(key)] if key.is_dir() else ["--key-file", str(key)]
+
+
 def _height(env: KycEnv) -> int:
     with env.client() as c:
         return int(c.get_status()["height"])
@@ -130,7 +134,7 @@ def _request(env: KycEnv, fields: str, key: Path | None = None) -> str:
     out = run_dmchain(
         "audit", "request", "--subject", SUBJECT.hex(), "--order-hash", ORDER.hex(),
         "--fields", fields, "--reason", "court order 42",
-        "--key-file", str(key or env.auditor_file), "--node", env.url,
+        *_key_args(key or env.auditor_file), "--node", env.url,
     )
     return str(json.loads(out.stdout)["request_id"])
 
@@ -147,8 +151,8 @@ def _status(env: KycEnv, rid: str) -> dict[str, Any]:
 
 def _decrypt(env: KycEnv, rid: str, out: Path, fields: str = "", key: Path | None = None,
              timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    args = ["audit", "decrypt", rid, "--out", str(out), "--key-file",
-            str(key or env.auditor_file), "--node", env.url, "--timeout", str(timeout)]
+    args = ["audit", "decrypt", rid, "--out", str(out), *_key_args(key or env.auditor_file),
+            "--node", env.url, "--timeout", str(timeout)]
     if fields:
         args += ["--fields", fields]
     return run_cli(*args)
@@ -418,12 +422,13 @@ def test_refused_objected_request(kyc: KycEnv, tmp_path: Path) -> None:
 
 
 def test_auditor_registered_later_gets_kfrags_through_sync(kyc: KycEnv, tmp_path: Path) -> None:
-    late = _write_key(kyc.work / "late.key", compute_seed_from_label("kyc-auditor-late"))
-    late_pub = compute_public_key(bytes.fromhex(late.read_text().strip()))
+    late = kyc.work / "late-wallet"  # this auditor keeps its keys in a wallet
+    shown = json.loads(run_dmchain("wallet", "new", "--out", str(late)).stdout)
+    late_pub = bytes.fromhex(shown["account"])
     gov_keys = str(kyc.cluster.home / "governance.json")
     run_dmchain("governance", "register-auditor", late_pub.hex(), "--gov-keys", gov_keys,
                 "--node", kyc.url)
-    run_dmchain("audit", "register-key", "--key-file", str(late), "--node", kyc.url)
+    run_dmchain("audit", "register-key", "--wallet", str(late), "--node", kyc.url)
     with kyc.client() as c:
         assert late_pub.hex() not in c.get_kyc(SUBJECT)["kfrag_auditors"]
     out = run_dmchain("kyc", "sync", "--subject", SUBJECT.hex(), "--vault-seed", str(kyc.vault),
@@ -432,8 +437,7 @@ def test_auditor_registered_later_gets_kfrags_through_sync(kyc: KycEnv, tmp_path
     assert json.loads(out.stdout)["issued"] == [late_pub.hex()]
     with kyc.client() as c:
         kset = c.get_kfrag_set(SUBJECT, late_pub)
-    receiving = compute_account_umbral_key(bytes.fromhex(late.read_text().strip())).public_key()
-    assert kset["receiving_pk"] == bytes(receiving.to_compressed_bytes()).hex()
+    assert kset["receiving_pk"] == shown["umbral_key"]
     verifying = compute_subject_signer(bytes.fromhex(kyc.vault.read_text().strip()))
     assert kset["verifying_pk"] == bytes(verifying.verifying_key().to_compressed_bytes()).hex()
     rid = _request(kyc, "email", key=late)
