@@ -249,11 +249,9 @@ def kyc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KycEnv]:
         yield env
     finally:
         for proc in env.procs if env else []:
-            try:
+            if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=10)
+                proc.wait(timeout=10)
         cluster.kill_all()
 
 
@@ -447,3 +445,55 @@ def test_auditor_registered_later_gets_kfrags_through_sync(kyc: KycEnv, tmp_path
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json.loads((tmp_path / "late.json").read_text()) == {"email": CREDENTIAL["email"]}
 
+
+
+def test_wrong_cfrag_from_a_proxy_slashes_it_on_every_node(kyc: KycEnv) -> None:
+    """Runs last: it jails one replica. A proxy's correctly signed but wrong cfrag is
+    the evidence; every node verifies it the same way and slashes the proxy."""
+    from pre.keywrap import compute_signed_cfrag, get_signed_cfrag
+
+    proxy = 3  # its honest proxy service stops; the proxy's key then signs a wrong cfrag
+    os.killpg(kyc.procs[proxy].pid, signal.SIGKILL)
+    kyc.procs[proxy].wait(timeout=10)
+    rid = _request(kyc, "date_of_birth,email")
+    _approve(kyc, rid)
+    advance_to(kyc, _status(kyc, rid)["timelock_end"])
+    with kyc.client() as c:
+        kset = c.get_kfrag_set(SUBJECT, bytes.fromhex(_status(kyc, rid)["auditor"]))
+        sealed = SealedCredential.from_bytes(bytes.fromhex(c.get_kyc(SUBJECT)["capsule"]))
+        index = kset["proxies"].index(kyc.proxy_keys[proxy].hex())
+        keys = [umbral_pre.PublicKey.from_compressed_bytes(bytes.fromhex(kset[k]))
+                for k in ("verifying_pk", "receiving_pk")]
+        made = {
+            name: get_signed_cfrag(process_field_reencryption(
+                kyc.proxy_seeds[proxy], bytes.fromhex(kset["fields"][name][index]), sealed,
+                name, keys[0], keys[1], bytes.fromhex(rid)))
+            for name in ("date_of_birth", "email")
+        }
+        good, other = made["date_of_birth"], made["email"]
+        bad = compute_signed_cfrag(
+            kyc.proxy_seeds[proxy], good["context"], good["capsule"], other["cfrag"],
+            good["verifying_pk"], good["delegating_pk"], good["receiving_pk"],
+        )
+        stake = c.get_account(kyc.proxy_keys[proxy])["stake"]
+        # anyone may post the evidence: here a client account
+        tx_hash = c.submit(kyc.filler.sign(TxKind.AUDIT_CFRAG,
+                                           [bytes.fromhex(rid), "date_of_birth", bad]))
+        doc = wait_until(lambda: _final(c, tx_hash), "the evidence to be decided")
+        assert doc["status"] in ("confirmed", "settled"), doc
+        assert c.get_account(kyc.proxy_keys[proxy])["stake"] == stake - stake // 20
+    recorded = [x for x in _status(kyc, rid)["cfrags"]
+                if x["proxy"] == kyc.proxy_keys[proxy].hex() and x["field"] == "date_of_birth"]
+    assert [x["valid"] for x in recorded] == [False]
+    events = [e for e in json.loads(run_dmchain("kyc", "events", "--subject", SUBJECT.hex(),
+                                                "--node", kyc.url).stdout)["events"]
+              if e["request_id"] == rid]
+    assert [e["actor"] for e in events if e["kind"] == "audit_cfrag_slash"] == [
+        kyc.proxy_keys[proxy].hex()
+    ]
+    height = int(doc["height"])
+    for name in kyc.cluster.names:  # every node reached the same state after the slash
+        wait_until(lambda n=name: kyc.cluster.get_status(n)["height"] >= height,
+                   f"{name} to reach height {height}", timeout=120)
+    digests = {kyc.cluster.client(n).get_block(height)["state_digest"] for n in kyc.cluster.names}
+    assert len(digests) == 1
