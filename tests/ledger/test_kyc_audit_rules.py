@@ -302,3 +302,18 @@ def test_correctly_signed_wrong_cfrag_slashes_the_proxy() -> None:
     # the same evidence cannot slash twice
     again = chain.run1(USERS[3], TxKind.AUDIT_CFRAG, [rid, "name", bad])
     assert again.code == ReceiptCode.INVALID_STATE
+
+
+def test_cfrag_refused_once_the_auditor_is_removed() -> None:
+    chain, sealed = _setup(timelock=1, expiry=50)
+    payload = _kfrag_payload(sealed)
+    assert chain.run1(MEMBER, TxKind.KYC_KFRAGS, payload).ok
+    rid, _ = _open_request(chain, ["name"])
+    for g in GOV[:2]:
+        assert chain.run1(g, TxKind.AUDIT_APPROVE, [rid]).ok
+    assert _gov(chain, "remove_auditor", [AUDITOR.pub]).ok
+    signed = _cfrag(sealed, VALIDATORS[0], rid, "name", payload)
+    r = chain.run1(VALIDATORS[0], TxKind.AUDIT_CFRAG, [rid, "name", signed])
+    assert r.code == ReceiptCode.UNAUTHORIZED and "auditor is not registered" in r.reason
+    # and no new kfrags can be issued to a removed auditor
+    assert chain.run1(MEMBER, TxKind.KYC_KFRAGS, payload).code == ReceiptCode.UNAUTHORIZED
