@@ -13,9 +13,12 @@ from ledger.records import (
     Access,
     Account,
     Asset,
+    AuditCfragRecord,
     AuditLogEntry,
+    AuditRequestRecord,
     GrantRecord,
     Kyc,
+    KycKfragSet,
     PreKeyRecord,
     Supply,
     Validator,
@@ -220,3 +223,35 @@ def get_provider_requests(
     Only requests made at ``from_height`` or later, oldest first; at most ``limit``.
     """
     return _get_indexed(state, schema.PROVIDER_REQUEST + provider, from_height, limit)
+
+
+# -- KYC audit ------------------------------------------------------------------
+
+
+def get_kfrag_set(state: State, subject: bytes, auditor: bytes) -> KycKfragSet | None:
+    """Return the kfrag set of ``subject``'s credential for ``auditor``, or None."""
+    value: KycKfragSet | None = state.get(schema.kyc_kfrags_key(subject, auditor))
+    return value
+
+
+def get_kfrag_auditors(state: State, subject: bytes) -> list[bytes]:
+    """Return the auditors holding a kfrag set for ``subject`` (bounded, sorted)."""
+    prefix = schema.KYC_KFRAGS + subject
+    return [key[len(prefix) :] for key, _ in state.iterate(prefix)[:MAX_QUERY_ITEMS]]
+
+
+def get_auditors(state: State) -> list[bytes]:
+    """Return the registered auditors (bounded, sorted)."""
+    return [key[1:] for key, _ in state.iterate(schema.AUDITOR)[:MAX_QUERY_ITEMS]]
+
+
+def get_audit_request(state: State, request_id: bytes) -> AuditRequestRecord | None:
+    """Return the audit request or None."""
+    value: AuditRequestRecord | None = state.get(schema.audit_request_key(request_id))
+    return value
+
+
+def get_audit_cfrags(state: State, request_id: bytes) -> list[AuditCfragRecord]:
+    """Return every cfrag posted for an audit request (bounded), valid or not."""
+    prefix = schema.AUDIT_CFRAG + request_id
+    return [value for _, value in state.iterate(prefix)[:MAX_QUERY_ITEMS]]

@@ -183,6 +183,32 @@ class GrantRecord(NamedTuple):
     deadline: int
     cfrag_proxies: list[bytes]
     slashed_proxies: list[bytes]
+# -- KYC audit ------------------------------------------------------------------
+
+
+class KycKfragSet(NamedTuple):
+    """Per-field kfrags of a subject's credential for one auditor (sealed to proxies)."""
+
+    subject: bytes
+    auditor: bytes
+    member: bytes
+    threshold: int
+    verifying_pk: bytes
+    receiving_pk: bytes
+    proxies: list[bytes]
+    fields: list[list[Any]]  # [[name, [sealed kfrag per proxy]], ...]
+    height: int
+
+
+class AuditCfragRecord(NamedTuple):
+    """A signed cfrag posted for one field of an audit request; ``valid`` False = slashed."""
+
+    request_id: bytes
+    field: str
+    proxy: bytes
+    signed_cfrag: bytes
+    valid: bool
+    height: int
 
 
 _TUPLE_RECORDS: dict[bytes, type[Any]] = {
@@ -195,6 +221,9 @@ _TUPLE_RECORDS: dict[bytes, type[Any]] = {
     # -- data access (feat-data) --
     schema.PRE_KEY: PreKeyRecord,
     schema.GRANT: GrantRecord,
+    # KYC audit
+    schema.KYC_KFRAGS: KycKfragSet,
+    schema.AUDIT_CFRAG: AuditCfragRecord,
 }
 
 _META_RECORDS: dict[bytes, type[Any]] = {

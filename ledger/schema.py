@@ -37,6 +37,9 @@ CFRAG = b"f"
 PROXY_GRANT = b"x"
 REVOKED = b"o"
 PROVIDER_REQUEST = b"y"
+# KYC audit
+KYC_KFRAGS = b"z"
+AUDIT_CFRAG = b"w"
 
 STATE_PREFIXES = (
     ACCOUNT,
@@ -58,6 +61,9 @@ STATE_PREFIXES = (
     PROXY_GRANT,
     REVOKED,
     PROVIDER_REQUEST,
+    # KYC audit
+    KYC_KFRAGS,
+    AUDIT_CFRAG,
 )
 
 BLOCK = b"B"
@@ -132,6 +138,19 @@ def audit_log_key(seq: int) -> bytes:
 def audit_subject_key(subject: bytes, seq: int) -> bytes:
     """Key of the subject index entry for audit log entry ``seq``."""
     return AUDIT_BY_SUBJECT + subject + _u64(seq)
+
+
+# -- KYC audit ------------------------------------------------------------------
+
+
+def kyc_kfrags_key(subject: bytes, auditor: bytes) -> bytes:
+    """Key of the kfrag set of ``subject``'s credential for ``auditor``."""
+    return KYC_KFRAGS + subject + auditor
+
+
+def audit_cfrag_key(request_id: bytes, proxy: bytes, field: str) -> bytes:
+    """Key of the cfrag ``proxy`` published for one field of one audit request."""
+    return AUDIT_CFRAG + request_id + proxy + field.encode("utf-8")
 
 
 def block_key(height: int) -> bytes:

@@ -67,6 +67,9 @@ class TxKind(IntEnum):
     GRANT_ACCESS = 20
     PUBLISH_CFRAG = 21
     REVOKE_ASSET = 22
+    # KYC audit (25-29)
+    KYC_KFRAGS = 25
+    AUDIT_CFRAG = 26
 
 
 class Transfer(NamedTuple):
@@ -232,6 +235,28 @@ class RevokeAsset(NamedTuple):
     """The provider stops every further request and grant for an asset."""
 
     asset_id: bytes
+# -- KYC audit ------------------------------------------------------------------
+
+
+class KycKfrags(NamedTuple):
+    """Per-field kfrags of a subject's credential for one auditor, sealed to the proxies."""
+
+    subject: bytes
+    auditor: bytes
+    threshold: int
+    verifying_pk: bytes
+    receiving_pk: bytes
+    proxies: list[bytes]
+    fields: list[list[Any]]  # [[field name, [sealed kfrag per proxy, in proxy order]], ...]
+
+
+class AuditCfrag(NamedTuple):
+    """A proxy's signed cfrag for one approved field of one audit request."""
+
+    request_id: bytes
+    field: str
+    signed_cfrag: bytes
+
 
 
 # Field specs: "b32" 32 bytes; "uint" integer >= 0; ("bytes", n) at most n bytes;
@@ -287,6 +312,15 @@ PAYLOAD_FIELDS: dict[TxKind, tuple[type[Any], tuple[Any, ...]]] = {
     ),
     TxKind.PUBLISH_CFRAG: (PublishCfrag, (_B32, ("bytes", MAX_SIGNED_CFRAG_SIZE))),
     TxKind.REVOKE_ASSET: (RevokeAsset, (_B32,)),
+    # KYC audit
+    TxKind.KYC_KFRAGS: (
+        KycKfrags,
+        (_B32, _B32, _UINT, ("bytes", UMBRAL_KEY_SIZE), ("bytes", UMBRAL_KEY_SIZE), _LIST, _LIST),
+    ),
+    TxKind.AUDIT_CFRAG: (
+        AuditCfrag,
+        (_B32, ("str", MAX_TAG_LEN), ("bytes", MAX_SIGNED_CFRAG_SIZE)),
+    ),
 }
 
 _UINT_MAX = (1 << 128) - 1

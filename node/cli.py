@@ -31,6 +31,10 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("wallet", "node.cmd_wallet", "create or show a wallet (account seed and Umbral keys)"),
     ("data", "node.cmd_data", "publish, request, fetch, dispute, revoke or fail data assets"),
     ("agent", "node.cmd_agent", "run the provider agent that grants access to your assets"),
+    # -- KYC audit --
+    ("kyc", "node.cmd_kyc", "register a subject's sealed KYC credential; issue auditor kfrags"),
+    ("audit", "node.cmd_audit", "KYC_Audit: request, approve, object, status, decrypt"),
+    ("governance", "node.cmd_governance", "k-of-n governance actions: auditors, parameters"),
 ]
 
 

@@ -321,6 +321,10 @@ def create_app(service: NodeService) -> FastAPI:
             return Response(status_code=404)
         return Response(headers={"content-length": str(size)})
 
+    # KYC audit routes (node/kyc_api.py)
+    from node.kyc_api import register_kyc_routes
+
+    register_kyc_routes(app, service)  # type: ignore[arg-type]
     return app
 
 

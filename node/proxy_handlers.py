@@ -6,10 +6,12 @@ its handler by appending one line here; the service polls them in order.
 
 from __future__ import annotations
 
+from node.proxy_audit import AuditProxyHandler
 from node.proxy_data import create_data_handler
 from node.proxy_service import HandlerFactory
 
 PROXY_HANDLERS: list[HandlerFactory] = [
     # -- data access (feat-data) --
     create_data_handler,
+    AuditProxyHandler,  # KYC audit (node/proxy_audit.py)
 ]

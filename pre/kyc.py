@@ -370,3 +370,18 @@ def open_audited_fields(
             raise KycError(f"field {name!r}: {exc}") from exc
         result[name] = _open_field(sealed.subject_id, field_, key)
     return result
+
+
+_COMMITMENT_LABEL = b"dmchain/kyc/commitment/v1"
+
+
+def compute_credential_commitment(vault_seed: bytes, credential_json: bytes) -> bytes:
+    """Return the 32-byte salted commitment to a credential (salt derived from the vault seed).
+
+    Binds the on-chain record to the plaintext without revealing it: without
+    the vault seed the commitment cannot be tested against guessed credentials.
+    """
+    from consensus.crypto import compute_hash_parts
+
+    salt = compute_hash_parts(_COMMITMENT_LABEL, b"salt", bytes(vault_seed))
+    return compute_hash_parts(_COMMITMENT_LABEL, salt, bytes(credential_json))
