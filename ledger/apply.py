@@ -29,10 +29,12 @@ from ledger.block import (
 from ledger.errors import BlockError, ReceiptCode, RuleError
 from ledger.records import Account
 from ledger.rules import RULES, Env, RuleContext, process_begin_block
+from ledger.rules_jobs import JOB_RULES  # training jobs (feat-jobs)
 from ledger.state import State
 from ledger.tx import Tx, is_valid_tx_signature
 
 DEFAULT_CONTEXT = RuleContext()
+ALL_RULES = {**RULES, **JOB_RULES}
 
 
 class Receipt(NamedTuple):
@@ -121,7 +123,7 @@ def apply_tx(
         )
     state.begin_tx()
     try:
-        result = RULES[tx.kind](state, tx, Env(height, chain_id, ctx))
+        result = ALL_RULES[tx.kind](state, tx, Env(height, chain_id, ctx))
     except RuleError as exc:
         state.abort_tx()
         return Receipt(tx.tx_hash, height, index, int(exc.code), exc.reason, tx.fee, b"")

@@ -23,6 +23,9 @@ __all__ = [
     "get_asset",
     "get_audit_log",
     "get_audit_log_by_subject",
+    "get_executor",
+    "get_executors",
+    "get_job",
     "get_kyc",
     "get_stake",
     "get_supply",
@@ -148,4 +151,32 @@ def get_audit_log_by_subject(
         entry: Any = state.get(schema.audit_log_key(seq))
         if entry is not None:
             result.append((seq, entry))
+    return result
+
+
+# -- training jobs (feat-jobs) ---------------------------------------------------
+
+from ledger.records import Executor, Job  # noqa: E402
+from ledger.rules_jobs import get_executor_list  # noqa: E402
+
+
+def get_job(state: State, job_id: bytes) -> Job | None:
+    """Return the training job record or None."""
+    value: Job | None = state.get(schema.job_key(job_id))
+    return value
+
+
+def get_executor(state: State, account: bytes) -> Executor | None:
+    """Return the executor record of ``account`` or None."""
+    value: Executor | None = state.get(schema.executor_key(account))
+    return value
+
+
+def get_executors(state: State) -> list[tuple[bytes, Executor]]:
+    """Return the registered executors (at most MAX_QUERY_ITEMS), sorted by account."""
+    result: list[tuple[bytes, Executor]] = []
+    for account in get_executor_list(state)[:MAX_QUERY_ITEMS]:
+        ex = get_executor(state, account)
+        if ex is not None:
+            result.append((account, ex))
     return result

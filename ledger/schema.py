@@ -31,7 +31,7 @@ AUDIT_LOG = b"l"
 AUDIT_BY_SUBJECT = b"n"
 META = b"m"
 
-STATE_PREFIXES = (
+STATE_PREFIXES: tuple[bytes, ...] = (
     ACCOUNT,
     VALIDATOR,
     ASSET,
@@ -143,3 +143,21 @@ def certificate_key(height: int) -> bytes:
 def is_state_key(key: bytes) -> bool:
     """Return True iff ``key`` belongs to the digested state."""
     return key[:1] in STATE_PREFIXES
+
+
+# -- training jobs (feat-jobs) ---------------------------------------------------
+
+EXECUTOR = b"x"
+JOB = b"j"
+STATE_PREFIXES = (*STATE_PREFIXES, EXECUTOR, JOB)
+EXECUTORS_KEY = META + b"executors"  # sorted list of registered executor accounts
+
+
+def executor_key(account: bytes) -> bytes:
+    """Key of an executor record (32-byte account key)."""
+    return EXECUTOR + account
+
+
+def job_key(job_id: bytes) -> bytes:
+    """Key of a training job record (the job id is its SUBMIT_JOB tx hash)."""
+    return JOB + job_id

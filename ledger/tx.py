@@ -60,6 +60,12 @@ class TxKind(IntEnum):
     AUDIT_OBJECT = 16
     AUDIT_RELEASE = 17
     RETIRE_ASSET = 18
+    # -- training jobs (feat-jobs): 30-39 --
+    REGISTER_EXECUTOR = 30
+    SUBMIT_JOB = 31
+    POST_RESULT = 32
+    EXPIRE_JOB = 33
+    UNREGISTER_EXECUTOR = 34
 
 
 class Transfer(NamedTuple):
@@ -194,6 +200,49 @@ class AuditRelease(NamedTuple):
     request_id: bytes
 
 
+# -- training jobs (feat-jobs) --
+MAX_SPEC_SIZE = 16 * 1024
+MAX_ENDPOINT_LEN = 256
+
+
+class RegisterExecutor(NamedTuple):
+    """Register as executor (or top up): lock ``stake``, declare ``fee`` and an HTTP endpoint."""
+
+    stake: int
+    fee: int
+    endpoint: str
+
+
+class SubmitJob(NamedTuple):
+    """Post a training job: canonical spec bytes, validation data hashes, one grant per dataset."""
+
+    spec: bytes
+    validation_hash: bytes  # SHA-256 of the validation dataset bytes
+    validation_cipher_hash: bytes  # SHA-256 of its encrypted blob
+    grant_ids: list[Any]  # the buyer's access grant for each dataset, in spec order
+
+
+class PostResult(NamedTuple):
+    """An assigned executor's result for a job (contributions may be negative)."""
+
+    job_id: bytes
+    digest: bytes
+    weights_hash: bytes
+    metric_ppm: int
+    contributions_ppm: list[Any]
+    kept_counts: list[Any]
+
+
+class ExpireJob(NamedTuple):
+    """Close a job that reached its deadline without an accepted result (refund)."""
+
+    job_id: bytes
+
+
+class UnregisterExecutor(NamedTuple):
+    """Return the sender's executor stake once it has no open job."""
+
+
 # Field specs: "b32" 32 bytes; "uint" integer >= 0; ("bytes", n) at most n bytes;
 # ("str", n) at most n UTF-8 chars; ("strs", items, len) list of short strings;
 # "sigs" list of [public key, signature] pairs; "list" any codec list (checked by the rule).
@@ -236,6 +285,12 @@ PAYLOAD_FIELDS: dict[TxKind, tuple[type[Any], tuple[Any, ...]]] = {
     TxKind.AUDIT_OBJECT: (AuditObject, (_B32, ("str", MAX_TEXT_LEN))),
     TxKind.AUDIT_RELEASE: (AuditRelease, (_B32,)),
     TxKind.RETIRE_ASSET: (RetireAsset, (_B32,)),
+    # -- training jobs (feat-jobs) --
+    TxKind.REGISTER_EXECUTOR: (RegisterExecutor, (_UINT, _UINT, ("str", MAX_ENDPOINT_LEN))),
+    TxKind.SUBMIT_JOB: (SubmitJob, (("bytes", MAX_SPEC_SIZE), _B32, _B32, _LIST)),
+    TxKind.POST_RESULT: (PostResult, (_B32, _B32, _B32, _UINT, _LIST, _LIST)),
+    TxKind.EXPIRE_JOB: (ExpireJob, (_B32,)),
+    TxKind.UNREGISTER_EXECUTOR: (UnregisterExecutor, ()),
 }
 
 _UINT_MAX = (1 << 128) - 1
