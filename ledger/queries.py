@@ -24,6 +24,7 @@ __all__ = [
     "get_audit_log",
     "get_audit_log_by_subject",
     "get_executor",
+    "get_executor_jobs",
     "get_executors",
     "get_job",
     "get_kyc",
@@ -180,3 +181,10 @@ def get_executors(state: State) -> list[tuple[bytes, Executor]]:
         if ex is not None:
             result.append((account, ex))
     return result
+
+
+def get_executor_jobs(state: State, account: bytes, limit: int = MAX_QUERY_ITEMS) -> list[bytes]:
+    """Return the ids of the open jobs assigned to executor ``account`` (bounded)."""
+    prefix = schema.EXECUTOR_JOB + account
+    items = state.iterate(prefix)[: min(limit, MAX_QUERY_ITEMS)]
+    return [key[len(prefix) :] for key, _height in items]

@@ -114,13 +114,16 @@ def _eligible_executors(state: State, buyer: bytes, exclude: list[bytes]) -> lis
     return result
 
 
-def _set_open_jobs(state: State, accounts: list[bytes], delta: int) -> None:
+def _set_open_jobs(
+    state: State, job_id: bytes, accounts: list[bytes], delta: int, height: int
+) -> None:
     for account in accounts:
         ex = _get_executor(state, account)
         if ex is not None:
             state.put(
                 schema.executor_key(account), ex._replace(open_jobs=max(0, ex.open_jobs + delta))
             )
+        state.put(schema.executor_job_key(account, job_id), height if delta > 0 else None)
 
 
 # -- executors ----------------------------------------------------------------
@@ -268,7 +271,7 @@ def process_submit_job(state: State, tx: t.Tx, env: Env) -> bytes:
         0,
     )
     state.put(schema.job_key(tx.tx_hash), job)
-    _set_open_jobs(state, assigned, 1)
+    _set_open_jobs(state, tx.tx_hash, assigned, 1, env.height)
     return tx.tx_hash
 
 
@@ -320,25 +323,31 @@ def process_post_result(state: State, tx: t.Tx, env: Env) -> bytes:
     mine = _result_of(post)
     agreeing = [p[0] for p in job.posts if _result_of(p) == mine]
     if len(agreeing) >= params.job_agreement:
-        job = _accept(state, job, spec, post, agreeing, env)
+        job = _accept(state, args.job_id, job, spec, post, agreeing, env)
     elif len(job.posts) == len(job.assigned):
-        job = _widen(state, args.job_id, job)
+        job = _widen(state, args.job_id, job, env.height)
     state.put(schema.job_key(args.job_id), job)
     return b""
 
 
-def _widen(state: State, job_id: bytes, job: Job) -> Job:
+def _widen(state: State, job_id: bytes, job: Job, height: int) -> Job:
     """Double the assigned set (up to the cap) after a disagreement among all posts."""
     cap = state.get_params().job_max_executors
     target = min(cap, 2 * len(job.assigned))
     order = compute_assignment_order(job_id, _eligible_executors(state, job.buyer, job.assigned))
     extra = order[: max(0, target - len(job.assigned))]
-    _set_open_jobs(state, extra, 1)
+    _set_open_jobs(state, job_id, extra, 1, height)
     return job._replace(assigned=[*job.assigned, *extra])
 
 
 def _accept(
-    state: State, job: Job, spec: JobSpec, post: list[Any], agreeing: list[bytes], env: Env
+    state: State,
+    job_id: bytes,
+    job: Job,
+    spec: JobSpec,
+    post: list[Any],
+    agreeing: list[bytes],
+    env: Env,
 ) -> Job:
     """Anchor the agreed result, slash dissenters, settle the bid and update q."""
     params = state.get_params()
@@ -403,7 +412,7 @@ def _accept(
         ex = _get_executor(state, account)
         if ex is not None:
             state.put(schema.executor_key(account), ex._replace(accepted=ex.accepted + 1))
-    _set_open_jobs(state, job.assigned, -1)
+    _set_open_jobs(state, job_id, job.assigned, -1, env.height)
     return job._replace(
         status=JOB_ACCEPTED,
         agreed=list(agreeing),
@@ -433,7 +442,7 @@ def process_expire_job(state: State, tx: t.Tx, env: Env) -> bytes:
         raise _fail(ReceiptCode.INVALID_STATE, f"job is open until height {job.deadline}")
     _change_balance(state, job.buyer, job.bid)
     _move_supply(state, escrow=-job.bid, balances=job.bid)
-    _set_open_jobs(state, job.assigned, -1)
+    _set_open_jobs(state, args.job_id, job.assigned, -1, env.height)
     state.put(
         schema.job_key(args.job_id),
         job._replace(status=JOB_EXPIRED, settlement=[job.bid, [], []], closed_height=env.height),

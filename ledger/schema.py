@@ -149,7 +149,8 @@ def is_state_key(key: bytes) -> bool:
 
 EXECUTOR = b"x"
 JOB = b"j"
-STATE_PREFIXES = (*STATE_PREFIXES, EXECUTOR, JOB)
+EXECUTOR_JOB = b"y"  # index: executor || job id -> height, for each open assigned job
+STATE_PREFIXES = (*STATE_PREFIXES, EXECUTOR, JOB, EXECUTOR_JOB)
 EXECUTORS_KEY = META + b"executors"  # sorted list of registered executor accounts
 
 
@@ -161,3 +162,8 @@ def executor_key(account: bytes) -> bytes:
 def job_key(job_id: bytes) -> bytes:
     """Key of a training job record (the job id is its SUBMIT_JOB tx hash)."""
     return JOB + job_id
+
+
+def executor_job_key(account: bytes, job_id: bytes) -> bytes:
+    """Key marking ``job_id`` as an open job assigned to executor ``account``."""
+    return EXECUTOR_JOB + account + job_id

@@ -157,6 +157,7 @@ def test_submit_assigns_k_executors_deterministically_and_locks_the_bid() -> Non
     for pub in job.assigned:
         ex = q.get_executor(chain.state, pub)
         assert ex is not None and ex.open_jobs == 1
+        assert q.get_executor_jobs(chain.state, pub) == [r.result]
     assert not setup(executors=1)[0].run1(
         BUYER, TxKind.SUBMIT_JOB, [spec_bytes(assets), H1, H2, grants]
     ).ok
@@ -200,6 +201,7 @@ def test_t_of_k_agreement_accepts_anchors_settles_and_updates_q() -> None:
     assert new_q[1] < new_q[0]
     for pub in job.assigned:
         assert q.get_executor(chain.state, pub).open_jobs == 0  # type: ignore[union-attr]
+        assert q.get_executor_jobs(chain.state, pub) == []
     assert post(chain, a, job_id).code == ReceiptCode.INVALID_STATE
     check_supply(chain)
 
@@ -232,6 +234,7 @@ def test_disagreement_doubles_executors_and_the_liar_is_outvoted_and_slashed() -
     late = key_of(job.assigned[3])
     assert post(chain, late, job_id).code == ReceiptCode.INVALID_STATE
     assert q.get_executor(chain.state, late.pub).open_jobs == 0  # type: ignore[union-attr]
+    assert q.get_executor_jobs(chain.state, late.pub) == []
     check_supply(chain)
 
 
