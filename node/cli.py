@@ -26,6 +26,9 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("version", "node.cmd_version", "print the version and the installed component versions"),
     ("sim", "consensus.sim.cmd", "run seeded consensus cluster simulations and check invariants"),
     ("bench", "node.cmd_bench", "benchmark a cluster: throughput, latency, settlement, CPU"),
+    # -- training jobs (feat-jobs) --
+    ("job", "node.cmd_job", "submit a training job, show its status, fetch its model"),
+    ("executor", "node.cmd_executor", "run a training-job executor (registers, trains, posts)"),
 ]
 
 

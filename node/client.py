@@ -137,3 +137,16 @@ class NodeClient:
             return self.http.get("/metrics").text
         except httpx.HTTPError as exc:
             raise ClientError("unreachable", str(exc)) from exc
+
+    # -- training jobs (feat-jobs) --
+    def get_job(self, job_id: bytes) -> dict[str, Any]:
+        """Return a training job document (raises ClientError unknown_job if none)."""
+        return dict(self._request("GET", f"/v1/jobs/{job_id.hex()}"))
+
+    def get_executor(self, account: bytes) -> dict[str, Any]:
+        """Return an executor document (raises ClientError unknown_executor if none)."""
+        return dict(self._request("GET", f"/v1/executors/{account.hex()}"))
+
+    def get_asset(self, asset_id: bytes) -> dict[str, Any]:
+        """Return a registered data asset document."""
+        return dict(self._request("GET", f"/v1/assets/{asset_id.hex()}"))

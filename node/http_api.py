@@ -79,6 +79,15 @@ class NodeService(Protocol):
         """Return the Prometheus exposition text."""
         ...
 
+    # -- training jobs (feat-jobs) --
+    def get_job(self, job_id: bytes) -> dict[str, Any] | None:
+        """Return a training job document, or None."""
+        ...
+
+    def get_executor(self, account: bytes) -> dict[str, Any] | None:
+        """Return an executor document with its open jobs, or None."""
+        ...
+
 
 def _error(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status)
@@ -228,6 +237,21 @@ def create_app(service: NodeService) -> FastAPI:
     @app.get("/metrics", summary="Prometheus metrics")
     async def get_metrics() -> Response:
         return Response(service.get_metrics_text(), media_type="text/plain; version=0.0.4")
+
+    # -- training jobs (feat-jobs) --
+    @app.get("/v1/jobs/{job_id}", summary="A training job: executors, posts, result, settlement")
+    async def get_job(job_id: str) -> Response:
+        raw = _parse_hex(job_id, 32, "job id")
+        if isinstance(raw, JSONResponse):
+            return raw
+        return _doc_or_404(service.get_job(raw), "unknown_job", "no such job")
+
+    @app.get("/v1/executors/{account}", summary="A registered executor and its open jobs")
+    async def get_executor(account: str) -> Response:
+        raw = _parse_hex(account, 32, "account")
+        if isinstance(raw, JSONResponse):
+            return raw
+        return _doc_or_404(service.get_executor(raw), "unknown_executor", "no such executor")
 
     return app
 

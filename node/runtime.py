@@ -69,6 +69,7 @@ from ledger.store import LevelDBStore
 from ledger.tx import TxKind, compute_signed_tx, decode_tx, get_tx_error, is_valid_tx_signature
 from node.config import NodeConfig
 from node.http_api import TxRejectedError, create_app, serve_http
+from node.jobs_doc import get_executor_doc, get_job_doc  # training jobs (feat-jobs)
 from node.keys import NodeKeys
 from node.mempool import Mempool, MempoolEntry, MempoolFullError
 from node.metrics import NodeMetrics
@@ -966,6 +967,15 @@ class Node:
         """Return Prometheus exposition text."""
         self.metrics.height.set(self.ledger.state.height)
         return self.metrics.render()
+
+    # -- training jobs (feat-jobs) --
+    def get_job(self, job_id: bytes) -> dict[str, Any] | None:
+        """Return a training job document, or None."""
+        return get_job_doc(self.ledger.state, job_id)
+
+    def get_executor(self, account: bytes) -> dict[str, Any] | None:
+        """Return an executor document with its open jobs, or None."""
+        return get_executor_doc(self.ledger.state, account)
 
 
 async def run_node(home: Path, keys: NodeKeys, config: NodeConfig) -> None:
