@@ -290,3 +290,29 @@ def test_executor_registration_stake_and_unregistration() -> None:
     assert q.get_account(chain.state, newcomer.pub).balance - balance == 20 * TOKEN
     assert [a for a, _ in q.get_executors(chain.state)] == sorted(k.pub for k in EXECUTORS[:2])
     check_supply(chain)
+
+
+def test_job_and_executor_documents_show_the_result_and_settlement() -> None:
+    from node.jobs_doc import get_executor_doc, get_job_doc
+
+    chain, assets, grants = setup()
+    job_id = submit(chain, spec_bytes(assets), grants).result
+    assigned = q.get_job(chain.state, job_id).assigned  # type: ignore[union-attr]
+    for pub in assigned:
+        assert post(chain, key_of(pub), job_id).ok
+    doc = get_job_doc(chain.state, job_id)
+    assert doc is not None and doc["status"] == "accepted" and doc["spec"]["model"] == {
+        "name": "logreg"
+    }
+    assert [e["endpoint"].startswith("http://") for e in doc["assigned"]] == [True, True]
+    assert [p["digest"] for p in doc["posts"]] == [DIGEST.hex()] * 2
+    assert doc["weights_hash"] == WEIGHTS.hex() and doc["contributions_ppm"] == [60_000, -5_000]
+    assert [p["amount"] for p in doc["settlement"]["providers"]] == [70 * TOKEN, 0]
+    assert doc["settlement"]["providers"][0]["provider"] == PROVIDERS[0].pub.hex()
+    assert [x["quality_ppm"] for x in doc["quality"]] == [
+        q.get_asset(chain.state, a).quality_ppm for a in assets  # type: ignore[union-attr]
+    ]
+    ex = get_executor_doc(chain.state, assigned[0])
+    assert ex is not None and ex["accepted"] == 1 and ex["open_jobs"] == []
+    assert get_job_doc(chain.state, bytes(32)) is None
+    assert get_executor_doc(chain.state, bytes(32)) is None
