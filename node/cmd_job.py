@@ -9,6 +9,10 @@ It prints the job id; a refusal (locally or by the chain) is printed as
 
 ``status ID`` prints the job document (``GET /v1/jobs/{id}``).
 
+``keys ID --key-dir K`` seals the validation key again to every executor now
+assigned (after a disagreement widened the set), from the buyer's own sealed
+copy that ``submit`` left in the key directory.
+
 ``model ID --out FILE`` fetches the model from an agreeing executor, opens
 it with the buyer's key and writes it only if its SHA-256 equals the weights
 hash anchored on chain.
@@ -31,7 +35,13 @@ from ml.data import MAX_BYTES, DatasetError, decode_dataset
 from ml.spec import MAX_JSON_SIZE, SpecError, encode_spec, parse_spec_json
 from node.blobstore import BlobStore
 from node.client import ClientError, NodeClient, Signer
-from node.jobdata import JobDataError, open_sealed, process_grant_key, process_store_encrypted
+from node.jobdata import (
+    JobDataError,
+    get_key_path,
+    open_sealed,
+    process_grant_key,
+    process_store_encrypted,
+)
 from node.testnet import get_client_seeds
 
 MAX_MODEL_BYTES = 64 * 1024 * 1024
@@ -39,8 +49,8 @@ MAX_MODEL_BYTES = 64 * 1024 * 1024
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the action, its argument and the signer/node options."""
-    parser.add_argument("action", choices=["submit", "status", "model"])
-    parser.add_argument("arg", help="SPEC.json for submit, the job id for status and model")
+    parser.add_argument("action", choices=["submit", "status", "model", "keys"])
+    parser.add_argument("arg", help="SPEC.json for submit, else the job id")
     parser.add_argument("--node", default="http://127.0.0.1:26700", help="node API URL")
     key = parser.add_mutually_exclusive_group()
     key.add_argument("--key", type=Path, help="file holding the buyer's private seed (hex)")
@@ -182,6 +192,31 @@ def _model(args: argparse.Namespace, client: NodeClient) -> int:
     return 1
 
 
+def _keys(args: argparse.Namespace, client: NodeClient) -> int:
+    if args.key_dir is None:
+        print("job: error: keys needs --key-dir")
+        return 1
+    try:
+        seed = _load_seed(args)
+        job_id = _job_id(args.arg)
+    except (OSError, ValueError) as exc:
+        print(f"job: error: {exc}")
+        return 1
+    job = client.get_job(job_id)
+    cipher_hash = bytes.fromhex(job["validation_cipher_hash"])
+    own = get_key_path(args.key_dir, cipher_hash, bytes.fromhex(job["buyer"]))
+    try:
+        key = open_sealed(seed, own.read_bytes())
+    except (OSError, JobDataError) as exc:
+        print(f"job: error: the buyer's copy of the validation key is not usable: {exc}")
+        return 1
+    for entry in job["assigned"]:
+        process_grant_key(args.key_dir, cipher_hash, bytes.fromhex(entry["executor"]), key)
+    sealed_to = [e["executor"] for e in job["assigned"]]
+    print(json.dumps({"job_id": job_id.hex(), "sealed_to": sealed_to}))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``submit``, ``status`` or ``model``; 1 with a clear message on any error."""
     with NodeClient(args.node, timeout=args.timeout + 5) as client:
@@ -190,6 +225,8 @@ def run(args: argparse.Namespace) -> int:
                 return _submit(args, client)
             if args.action == "model":
                 return _model(args, client)
+            if args.action == "keys":
+                return _keys(args, client)
             doc = client.get_job(_job_id(args.arg))
         except ValueError as exc:
             print(f"job: error: {exc}")

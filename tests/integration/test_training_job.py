@@ -41,14 +41,15 @@ EXECUTOR_FEE = 1 * TOKEN
 TAU_PPM = 700_000
 
 
-def submit_wait(cluster: Cluster, signer: Signer, kind: TxKind, payload: list[Any]) -> bytes:
-    """Submit one transaction and wait until it is confirmed; return its hash."""
+def submit_all(cluster: Cluster, txs: list[tuple[Signer, TxKind, list[Any]]]) -> list[bytes]:
+    """Submit transactions together, wait until each is confirmed; return their hashes."""
     client = cluster.client(cluster.names[0])
-    tx_hash = client.submit(signer.sign(kind, payload))
-    doc = wait_until(lambda: _confirmed(cluster, tx_hash), f"{kind.name} confirmed",
-                     timeout=120, cluster=cluster)
-    assert doc["status"] != "failed", doc
-    return tx_hash
+    hashes = [client.submit(signer.sign(kind, payload)) for signer, kind, payload in txs]
+    for tx_hash, (_, kind, _) in zip(hashes, txs, strict=True):
+        doc = wait_until(lambda h=tx_hash: _confirmed(cluster, h), f"{kind.name} confirmed",
+                         timeout=120, cluster=cluster)
+        assert doc["status"] != "failed", doc
+    return hashes
 
 
 def _confirmed(cluster: Cluster, tx_hash: bytes) -> dict[str, Any] | None:
@@ -109,22 +110,19 @@ def _run_flow(cluster: Cluster, client: Any, url: str, tmp_path: Path, store: Bl
 
     # providers publish encrypted non-IID digits shards; the buyer keeps validation data
     split = compute_digits_split(3, seed=1)
-    assets, data_keys = [], []
+    registrations, data_keys = [], []
     for i, (provider, shard) in enumerate(zip(providers, split.providers, strict=True)):
         plaintext = encode_dataset(shard)
         key, content_hash, cipher_hash = process_store_encrypted(store, plaintext)
-        tx_hash = submit_wait(cluster, provider, TxKind.REGISTER_ASSET, [
+        registrations.append((provider, TxKind.REGISTER_ASSET, [
             content_hash, cipher_hash, len(plaintext), compute_hash(b"digits-%d" % i),
             ["digits"], "CC-BY-4.0", 100 * TOKEN, b"",
-        ])
-        assets.append(tx_hash)
+        ]))
         data_keys.append((cipher_hash, key))
+    assets = submit_all(cluster, registrations)
     # the buyer requests and settles access to each dataset: the grants
-    grants = []
-    for asset_id in assets:
-        request = submit_wait(cluster, buyer, TxKind.REQUEST_ACCESS, [asset_id])
-        submit_wait(cluster, buyer, TxKind.SETTLE_ACCESS, [request])
-        grants.append(request)
+    grants = submit_all(cluster, [(buyer, TxKind.REQUEST_ACCESS, [a]) for a in assets])
+    submit_all(cluster, [(buyer, TxKind.SETTLE_ACCESS, [g]) for g in grants])
 
     ex_accounts = [e.public_key for e in executors]
     def registered() -> bool:
@@ -170,6 +168,9 @@ def _run_flow(cluster: Cluster, client: Any, url: str, tmp_path: Path, store: Bl
     job_id = bytes.fromhex(out.stdout.strip().splitlines()[-1])
     job = client.get_job(job_id)
     assert sorted(e["executor"] for e in job["assigned"]) == sorted(a.hex() for a in ex_accounts)
+    keys_out = run_dmchain("job", "keys", job_id.hex(), "--node", url, "--testnet",
+                           str(cluster.home), "--client", "3", "--key-dir", str(keys))
+    assert json.loads(keys_out.stdout)["sealed_to"] == [e["executor"] for e in job["assigned"]]
     # each provider makes its data key available to the assigned executors
     for cipher_hash, key in data_keys:
         for entry in job["assigned"]:
