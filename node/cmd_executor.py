@@ -7,15 +7,6 @@ import logging
 from pathlib import Path
 
 from ledger.genesis import TOKEN
-from node.blobstore import BlobStore
-from node.client import ClientError
-from node.executor_service import (
-    ExecutorConfig,
-    ExecutorError,
-    ExecutorService,
-    install_signal_handlers,
-)
-from node.jobdata import SealedKeySource
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +30,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the executor until SIGTERM/SIGINT; 1 with a clear message on a setup error."""
+    # imported here: the service pulls in torch, which `dmchain --help` must not pay for
+    from node.blobstore import BlobStore
+    from node.client import ClientError
+    from node.executor_service import (
+        ExecutorConfig,
+        ExecutorError,
+        ExecutorService,
+        install_signal_handlers,
+    )
+    from node.jobdata import SealedKeySource
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         seed = bytes.fromhex(args.wallet.read_text().strip())

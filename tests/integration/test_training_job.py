@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,18 @@ def balance(cluster: Cluster, account: bytes) -> int:
     return int(cluster.client(cluster.names[0]).get_account(account)["balance"])
 
 
+T0 = [time.monotonic()]
+
+
+def stage(name: str) -> None:
+    """Print the time since the test started (visible with ``pytest -s``)."""
+    print(f"[{time.monotonic() - T0[0]:6.1f} s] {name}", flush=True)
+
+
 def test_training_job_end_to_end(make_cluster: MakeCluster, tmp_path: Path) -> None:
+    T0[0] = time.monotonic()
     cluster = make_cluster(pbft=4, pos=1, epoch_length=10, clients=8)
+    stage("cluster up")
     url = cluster.node(cluster.names[0]).config.http_url
     client = cluster.client(cluster.names[0])
     seeds = get_client_seeds(cluster.home)
@@ -120,10 +131,12 @@ def _run_flow(cluster: Cluster, client: Any, url: str, tmp_path: Path, store: Bl
         ]))
         data_keys.append((cipher_hash, key))
     assets = submit_all(cluster, registrations)
+    stage("assets registered")
     # the buyer requests and settles access to each dataset: the grants
     grants = submit_all(cluster, [(buyer, TxKind.REQUEST_ACCESS, [a]) for a in assets])
     submit_all(cluster, [(buyer, TxKind.SETTLE_ACCESS, [g]) for g in grants])
 
+    stage("grants settled")
     ex_accounts = [e.public_key for e in executors]
     def registered() -> bool:
         try:
@@ -133,6 +146,7 @@ def _run_flow(cluster: Cluster, client: Any, url: str, tmp_path: Path, store: Bl
 
     wait_until(registered, "both executors registered", timeout=120, cluster=cluster)
 
+    stage("executors registered")
     spec = {
         "datasets": [a.hex() for a in assets], "model": "logreg", "tau_ppm": TAU_PPM,
         "bid": BID, "rounds": 2, "local_epochs": 1, "learning_rate": "0.5",
@@ -161,6 +175,7 @@ def _run_flow(cluster: Cluster, client: Any, url: str, tmp_path: Path, store: Bl
     assert "job: refused: dataset 1" in bad.stdout and "no settled access grant" in bad.stdout
     assert client.get_supply()["escrow"] == escrow_before
 
+    stage("refusals checked")
     before = {a: balance(cluster, a) for a in
               [buyer.public_key, *ex_accounts, *(p.public_key for p in providers)]}
     out = run_dmchain("job", "submit", str(spec_path), *common,
@@ -168,6 +183,7 @@ def _run_flow(cluster: Cluster, client: Any, url: str, tmp_path: Path, store: Bl
     job_id = bytes.fromhex(out.stdout.strip().splitlines()[-1])
     job = client.get_job(job_id)
     assert sorted(e["executor"] for e in job["assigned"]) == sorted(a.hex() for a in ex_accounts)
+    stage("job submitted")
     keys_out = run_dmchain("job", "keys", job_id.hex(), "--node", url, "--testnet",
                            str(cluster.home), "--client", "3", "--key-dir", str(keys))
     assert json.loads(keys_out.stdout)["sealed_to"] == [e["executor"] for e in job["assigned"]]
@@ -182,6 +198,7 @@ def _run_flow(cluster: Cluster, client: Any, url: str, tmp_path: Path, store: Bl
         return doc if doc["status"] == "accepted" else None
 
     job = wait_until(accepted, "job accepted", timeout=300, cluster=cluster)
+    stage("job accepted")
     # both executors, in separate processes, posted the same result digest
     assert len(job["posts"]) == 2 and len({p["digest"] for p in job["posts"]}) == 1
     assert sorted(job["agreed"]) == sorted(a.hex() for a in ex_accounts) and not job["slashed"]
@@ -206,6 +223,7 @@ def _run_flow(cluster: Cluster, client: Any, url: str, tmp_path: Path, store: Bl
     supply = client.get_supply()
     assert supply["total"] == get_genesis_supply(cluster.home) and supply["escrow"] == 0
 
+    stage("settlement checked")
     # status and the model: fetched from an executor, opened, hash equals the anchored one
     status = json.loads(run_dmchain("job", "status", job_id.hex(), "--node", url).stdout)
     assert status["status"] == "accepted" and status["weights_hash"] == job["weights_hash"]
@@ -220,3 +238,4 @@ def _run_flow(cluster: Cluster, client: Any, url: str, tmp_path: Path, store: Bl
                            cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
     assert other.returncode == 1 and not (tmp_path / "x").exists()  # sealed to the buyer only
     assert compute_public_key(buyer.seed).hex() == job["buyer"]
+    stage("model fetched")
