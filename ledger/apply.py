@@ -29,12 +29,14 @@ from ledger.block import (
 from ledger.errors import BlockError, ReceiptCode, RuleError
 from ledger.records import Account
 from ledger.rules import RULES, Env, RuleContext, process_begin_block
+from ledger.rules_data import DATA_RULES
 from ledger.rules_jobs import JOB_RULES  # training jobs (feat-jobs)
 from ledger.state import State
 from ledger.tx import Tx, is_valid_tx_signature
 
 DEFAULT_CONTEXT = RuleContext()
-ALL_RULES = {**RULES, **JOB_RULES}
+# The dispatch table: the core rules plus each feature's rule module.
+ALL_RULES = {**RULES, **DATA_RULES, **JOB_RULES}
 
 
 class Receipt(NamedTuple):

@@ -51,6 +51,8 @@ class Params:
     audit_timelock: int = 10
     audit_expiry: int = 1_000
     escrow_policy: str = "burn"
+    # -- data access (feat-data) --
+    slash_bad_cfrag_ppm: int = 100_000  # a proxy validator that publishes a wrong cfrag
     # -- training jobs (feat-jobs) --
     min_executor_stake: int = 10 * TOKEN  # stake an executor locks to be assigned jobs
     job_replication: int = 2  # k: executors first assigned to a job
@@ -91,7 +93,7 @@ def get_params_error(params: Params) -> str | None:
             continue
         if type(value) is not int or value < 0:
             return f"params.{f.name}: must be a non-negative integer"
-    for name in ("rho_ppm", "slash_double_sign_ppm", "slash_downtime_ppm"):
+    for name in ("rho_ppm", "slash_double_sign_ppm", "slash_downtime_ppm", "slash_bad_cfrag_ppm"):
         if getattr(params, name) > PPM:
             return f"params.{name}: must be at most {PPM}"
     if not 0 < params.initial_quality_ppm <= PPM:

@@ -9,7 +9,17 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from ledger import schema
-from ledger.records import Access, Account, Asset, AuditLogEntry, Kyc, Supply, Validator
+from ledger.records import (
+    Access,
+    Account,
+    Asset,
+    AuditLogEntry,
+    GrantRecord,
+    Kyc,
+    PreKeyRecord,
+    Supply,
+    Validator,
+)
 from ledger.rules import is_audit_releasable
 from ledger.state import State
 
@@ -155,6 +165,65 @@ def get_audit_log_by_subject(
     return result
 
 
+# -- data access (feat-data) ---------------------------------------------------
+
+
+def get_pre_key(state: State, account: bytes) -> PreKeyRecord | None:
+    """Return the account's registered Umbral key record (REGISTER_PRE_KEY), or None."""
+    value: PreKeyRecord | None = state.get(schema.pre_key_key(account))
+    return value
+
+
+def get_grant(state: State, request_id: bytes) -> GrantRecord | None:
+    """Return the provider's grant answering access request ``request_id``, or None."""
+    value: GrantRecord | None = state.get(schema.grant_key(request_id))
+    return value
+
+
+def get_cfrags(state: State, request_id: bytes) -> list[tuple[bytes, bytes]]:
+    """Return ``(proxy, signed cfrag)`` for every cfrag recorded for ``request_id`` (bounded)."""
+    prefix = schema.CFRAG + request_id
+    return [(key[len(prefix) :], raw) for key, raw in state.iterate(prefix)[:MAX_QUERY_ITEMS]]
+
+
+def is_asset_revoked(state: State, asset_id: bytes) -> bool:
+    """Return True iff the provider revoked ``asset_id`` (REVOKE_ASSET)."""
+    return state.get(schema.revoked_key(asset_id)) is not None
+
+
+def _get_indexed(
+    state: State, prefix: bytes, from_height: int, limit: int
+) -> list[tuple[bytes, int, bytes]]:
+    start = prefix + max(0, from_height).to_bytes(8, "big")
+    result: list[tuple[bytes, int, bytes]] = []
+    for key, value in state.iterate(prefix):
+        if key < start:
+            continue
+        if len(result) >= min(limit, MAX_QUERY_ITEMS):
+            break
+        height = int.from_bytes(key[len(prefix) : len(prefix) + 8], "big")
+        result.append((key[len(prefix) + 8 :], height, value))
+    return result
+
+
+def get_proxy_grants(
+    state: State, proxy: bytes, from_height: int, limit: int = MAX_QUERY_ITEMS
+) -> list[tuple[bytes, int, bytes]]:
+    """Return ``(request_id, grant height, asset_id)`` of grants naming ``proxy``, oldest first.
+
+    Only grants made at ``from_height`` or later; at most ``limit`` (<= MAX_QUERY_ITEMS).
+    """
+    return _get_indexed(state, schema.PROXY_GRANT + proxy, from_height, limit)
+
+
+def get_provider_requests(
+    state: State, provider: bytes, from_height: int, limit: int = MAX_QUERY_ITEMS
+) -> list[tuple[bytes, int, bytes]]:
+    """Return ``(request_id, request height, asset_id)`` of requests to ``provider``'s assets.
+
+    Only requests made at ``from_height`` or later, oldest first; at most ``limit``.
+    """
+    return _get_indexed(state, schema.PROVIDER_REQUEST + provider, from_height, limit)
 # -- training jobs (feat-jobs) ---------------------------------------------------
 
 from ledger.records import Executor, Job  # noqa: E402

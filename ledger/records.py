@@ -148,6 +148,43 @@ class ChainRecord(NamedTuple):
     genesis_supply: int
 
 
+# -- data access (feat-data) --
+
+ACCESS_DELIVERING = 4  # granted by the provider, waiting for m valid cfrags
+
+
+class PreKeyRecord(NamedTuple):
+    """An account's Umbral public key (33 bytes) and optional verifying key (b"" if none)."""
+
+    umbral_key: bytes
+    verifying_key: bytes
+    height: int
+
+
+class GrantRecord(NamedTuple):
+    """The provider's answer to an access request: m-of-n proxies and their sealed kfrags.
+
+    ``cfrag_proxies`` lists the proxies whose valid cfrag is recorded (in
+    order of arrival); ``slashed_proxies`` those slashed for a wrong one.
+    """
+
+    asset_id: bytes
+    consumer: bytes
+    provider: bytes
+    threshold: int
+    proxies: list[bytes]
+    kfrags: list[bytes]
+    wrapped_key: bytes
+    capsule: bytes
+    delegating_pk: bytes
+    verifying_pk: bytes
+    receiving_pk: bytes
+    height: int
+    deadline: int
+    cfrag_proxies: list[bytes]
+    slashed_proxies: list[bytes]
+
+
 _TUPLE_RECORDS: dict[bytes, type[Any]] = {
     schema.VALIDATOR: Validator,
     schema.ASSET: Asset,
@@ -155,6 +192,9 @@ _TUPLE_RECORDS: dict[bytes, type[Any]] = {
     schema.KYC: Kyc,
     schema.AUDIT_REQUEST: AuditRequestRecord,
     schema.AUDIT_LOG: AuditLogEntry,
+    # -- data access (feat-data) --
+    schema.PRE_KEY: PreKeyRecord,
+    schema.GRANT: GrantRecord,
 }
 
 _META_RECORDS: dict[bytes, type[Any]] = {

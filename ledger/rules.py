@@ -14,11 +14,14 @@ pool (policy "recycle") the remainder ``escrow - price``; ``fail_access``
 refunds the whole escrow. Table 2: q = 0.90, alpha = 0.05 token/KB,
 V = 1,000 KB gives price 45 tokens, escrow 45 tokens.
 
-Who may settle or fail: the consumer or the provider may settle a pending
-request (the consumer acknowledging delivery, or the provider claiming it;
-the consumer's remedy against bad delivery is ``dispute``). The provider may
-fail (decline) a pending request at any time; the consumer may fail it only
-after its deadline (``height > deadline``).
+Who may settle or fail: delivery settles a request by itself once the
+proxies named in the provider's grant publish the threshold of valid
+capsule fragments (:mod:`ledger.rules_data`, ``PUBLISH_CFRAG``). The
+consumer may also settle (acknowledge delivery) early; the provider cannot
+claim payment without delivery. The consumer's remedy against bad delivery
+is ``dispute``. The provider may fail (decline) a pending or granted request
+at any time; the consumer may fail it only after its deadline
+(``height > deadline``), when fewer than the threshold of fragments came.
 
 Disputes: the grant's consumer submits a proof; the verifier (default
 ``pre.dispute.get_dispute_error``, injectable through :class:`RuleContext`)
@@ -51,6 +54,7 @@ from ledger import tx as t
 from ledger.errors import ReceiptCode, RuleError
 from ledger.genesis import BYTES_PER_KB, PPM, ROLES, Params, get_params_error
 from ledger.records import (
+    ACCESS_DELIVERING,
     ACCESS_DISPUTED,
     ACCESS_FAILED,
     ACCESS_GRANTED,
@@ -359,6 +363,7 @@ def process_request_access(state: State, tx: t.Tx, env: Env) -> bytes:
         0,
     )
     state.put(schema.access_key(tx.tx_hash), request)
+    state.put(schema.provider_request_key(asset.provider, env.height, tx.tx_hash), args.asset_id)
     state.put(schema.asset_key(args.asset_id), asset._replace(pending=asset.pending + 1))
     _move_supply(state, balances=-escrow, escrow=escrow)
     return tx.tx_hash
@@ -378,7 +383,7 @@ def _get_pending(state: State, request_id: bytes) -> Access:
     request: Access | None = state.get(schema.access_key(request_id))
     if request is None:
         raise _fail(ReceiptCode.NOT_FOUND, "no such access request")
-    if request.status != ACCESS_PENDING:
+    if request.status not in (ACCESS_PENDING, ACCESS_DELIVERING):
         raise _fail(ReceiptCode.INVALID_STATE, "access request is not pending")
     return request
 
@@ -387,8 +392,18 @@ def process_settle_access(state: State, tx: t.Tx, env: Env) -> bytes:
     """Pay the provider ``price``; burn or recycle the rest of the escrow; record the grant."""
     args: t.SettleAccess = tx.args
     request = _get_pending(state, args.request_id)
-    if tx.sender not in (request.consumer, request.provider):
-        raise _fail(ReceiptCode.UNAUTHORIZED, "only the consumer or provider may settle")
+    if tx.sender != request.consumer:
+        raise _fail(
+            ReceiptCode.UNAUTHORIZED,
+            "only the consumer may settle (acknowledge delivery); the provider is paid "
+            "when the proxies publish the threshold of capsule fragments",
+        )
+    process_access_payment(state, args.request_id, request, env.height)
+    return args.request_id
+
+
+def process_access_payment(state: State, request_id: bytes, request: Access, height: int) -> None:
+    """Pay the provider ``price``, burn or recycle the rest, mark the request granted."""
     remainder = request.escrow - request.price
     _change_balance(state, request.provider, request.price)
     if state.get_params().escrow_policy == "recycle":
@@ -396,11 +411,10 @@ def process_settle_access(state: State, tx: t.Tx, env: Env) -> bytes:
     else:
         _move_supply(state, escrow=-request.escrow, balances=request.price, burned=remainder)
     state.put(
-        schema.access_key(args.request_id),
-        request._replace(status=ACCESS_GRANTED, settled_height=env.height),
+        schema.access_key(request_id),
+        request._replace(status=ACCESS_GRANTED, settled_height=height),
     )
-    _close_request(state, request, env.height, settled=True)
-    return args.request_id
+    _close_request(state, request, height, settled=True)
 
 
 def process_fail_access(state: State, tx: t.Tx, env: Env) -> bytes:

@@ -30,6 +30,13 @@ AUDIT_REQUEST = b"q"
 AUDIT_LOG = b"l"
 AUDIT_BY_SUBJECT = b"n"
 META = b"m"
+# -- data access (feat-data) --
+PRE_KEY = b"p"
+GRANT = b"g"
+CFRAG = b"f"
+PROXY_GRANT = b"x"
+REVOKED = b"o"
+PROVIDER_REQUEST = b"y"
 
 STATE_PREFIXES: tuple[bytes, ...] = (
     ACCOUNT,
@@ -44,6 +51,13 @@ STATE_PREFIXES: tuple[bytes, ...] = (
     AUDIT_LOG,
     AUDIT_BY_SUBJECT,
     META,
+    # -- data access (feat-data) --
+    PRE_KEY,
+    GRANT,
+    CFRAG,
+    PROXY_GRANT,
+    REVOKED,
+    PROVIDER_REQUEST,
 )
 
 BLOCK = b"B"
@@ -140,6 +154,39 @@ def certificate_key(height: int) -> bytes:
     return CERTIFICATE + _u64(height)
 
 
+# -- data access (feat-data) -------------------------------------------------
+
+
+def pre_key_key(account: bytes) -> bytes:
+    """Key of an account's registered Umbral public key (and verifying key)."""
+    return PRE_KEY + account
+
+
+def grant_key(request_id: bytes) -> bytes:
+    """Key of the proxy re-encryption grant answering access request ``request_id``."""
+    return GRANT + request_id
+
+
+def cfrag_key(request_id: bytes, proxy: bytes) -> bytes:
+    """Key of the valid signed cfrag ``proxy`` published for ``request_id``."""
+    return CFRAG + request_id + proxy
+
+
+def proxy_grant_key(proxy: bytes, height: int, request_id: bytes) -> bytes:
+    """Index key: ``proxy`` is named in the grant of ``request_id`` made at ``height``."""
+    return PROXY_GRANT + proxy + _u64(height) + request_id
+
+
+def revoked_key(asset_id: bytes) -> bytes:
+    """Key marking an asset as revoked by its provider (value: the height)."""
+    return REVOKED + asset_id
+
+
+def provider_request_key(provider: bytes, height: int, request_id: bytes) -> bytes:
+    """Index key: an access request to one of ``provider``'s assets made at ``height``."""
+    return PROVIDER_REQUEST + provider + _u64(height) + request_id
+
+
 def is_state_key(key: bytes) -> bool:
     """Return True iff ``key`` belongs to the digested state."""
     return key[:1] in STATE_PREFIXES
@@ -147,10 +194,12 @@ def is_state_key(key: bytes) -> bool:
 
 # -- training jobs (feat-jobs) ---------------------------------------------------
 
-EXECUTOR = b"x"
+EXECUTOR = b"t"
 JOB = b"j"
-EXECUTOR_JOB = b"y"  # index: executor || job id -> height, for each open assigned job
+EXECUTOR_JOB = b"i"  # index: executor || job id -> height, for each open assigned job
 STATE_PREFIXES = (*STATE_PREFIXES, EXECUTOR, JOB, EXECUTOR_JOB)
+if len(set(STATE_PREFIXES)) != len(STATE_PREFIXES):  # two features claimed one prefix
+    raise RuntimeError(f"duplicate state key prefixes in {STATE_PREFIXES}")
 EXECUTORS_KEY = META + b"executors"  # sorted list of registered executor accounts
 
 

@@ -37,6 +37,8 @@ MAX_FIELDS = 16
 MAX_CHAIN_ID_LEN = 64
 SIG_SIZE = 64
 KEY_SIZE = 32
+UMBRAL_KEY_SIZE = 33  # compressed secp256k1 point (data access)
+MAX_SIGNED_CFRAG_SIZE = 4 * 1024  # data access
 
 
 class TxKind(IntEnum):
@@ -60,6 +62,11 @@ class TxKind(IntEnum):
     AUDIT_OBJECT = 16
     AUDIT_RELEASE = 17
     RETIRE_ASSET = 18
+    # -- data access (feat-data): 19-24 --
+    REGISTER_PRE_KEY = 19
+    GRANT_ACCESS = 20
+    PUBLISH_CFRAG = 21
+    REVOKE_ASSET = 22
     # -- training jobs (feat-jobs): 30-39 --
     REGISTER_EXECUTOR = 30
     SUBMIT_JOB = 31
@@ -200,6 +207,37 @@ class AuditRelease(NamedTuple):
     request_id: bytes
 
 
+# -- data access (feat-data) --
+
+
+class RegisterPreKey(NamedTuple):
+    """Register (or replace) the sender's Umbral public key and optional verifying key."""
+
+    umbral_key: bytes
+    verifying_key: bytes
+
+
+class GrantAccess(NamedTuple):
+    """The provider answers a pending request: m-of-n proxies, one sealed kfrag each."""
+
+    request_id: bytes
+    threshold: int
+    proxies: list[bytes]
+    kfrags: list[bytes]
+    wrapped_key: bytes
+
+
+class PublishCfrag(NamedTuple):
+    """A proxy named in a grant publishes its signed capsule fragment."""
+
+    request_id: bytes
+    signed_cfrag: bytes
+
+
+class RevokeAsset(NamedTuple):
+    """The provider stops every further request and grant for an asset."""
+
+    asset_id: bytes
 # -- training jobs (feat-jobs) --
 MAX_SPEC_SIZE = 16 * 1024
 MAX_ENDPOINT_LEN = 256
@@ -285,6 +323,17 @@ PAYLOAD_FIELDS: dict[TxKind, tuple[type[Any], tuple[Any, ...]]] = {
     TxKind.AUDIT_OBJECT: (AuditObject, (_B32, ("str", MAX_TEXT_LEN))),
     TxKind.AUDIT_RELEASE: (AuditRelease, (_B32,)),
     TxKind.RETIRE_ASSET: (RetireAsset, (_B32,)),
+    # -- data access (feat-data) --
+    TxKind.REGISTER_PRE_KEY: (
+        RegisterPreKey,
+        (("bytes", UMBRAL_KEY_SIZE), ("bytes", UMBRAL_KEY_SIZE)),
+    ),
+    TxKind.GRANT_ACCESS: (
+        GrantAccess,
+        (_B32, _UINT, _LIST, _LIST, ("bytes", MAX_CAPSULE_SIZE)),
+    ),
+    TxKind.PUBLISH_CFRAG: (PublishCfrag, (_B32, ("bytes", MAX_SIGNED_CFRAG_SIZE))),
+    TxKind.REVOKE_ASSET: (RevokeAsset, (_B32,)),
     # -- training jobs (feat-jobs) --
     TxKind.REGISTER_EXECUTOR: (RegisterExecutor, (_UINT, _UINT, ("str", MAX_ENDPOINT_LEN))),
     TxKind.SUBMIT_JOB: (SubmitJob, (("bytes", MAX_SPEC_SIZE), _B32, _B32, _LIST)),

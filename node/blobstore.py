@@ -134,6 +134,35 @@ class BlobStore:
             with contextlib.suppress(FileNotFoundError):
                 tmp_path.unlink()
 
+    def create_temp_file(self) -> tuple[int, Path]:
+        """Return ``(fd, path)`` of a new temporary file inside the store (for streamed puts)."""
+        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
+        return fd, Path(tmp_name)
+
+    def adopt_temp_file(self, tmp_path: Path, name: str) -> str:
+        """Move a fully written temporary file into place as blob ``name`` after re-hashing it.
+
+        Raises BlobHashMismatchError (the file is deleted) if it does not hash
+        to ``name``, BlobTooLargeError past the size limit. Returns ``name``.
+        """
+        _check_name(name)
+        try:
+            if tmp_path.stat().st_size > self.max_blob_size:
+                raise BlobTooLargeError(f"blob exceeds the limit of {self.max_blob_size} bytes")
+            hasher = hashlib.sha256()
+            with tmp_path.open("rb") as handle:
+                while part := handle.read(READ_CHUNK_SIZE * 16):
+                    hasher.update(part)
+            if hasher.hexdigest() != name:
+                raise BlobHashMismatchError(f"blob hashes to {hasher.hexdigest()}, expected {name}")
+            final = self._path(name)
+            final.parent.mkdir(exist_ok=True)
+            os.replace(tmp_path, final)
+            return name
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp_path.unlink()
+
     def put_bytes(self, data: bytes, expected_sha256: str | None = None) -> str:
         """Store ``data`` and return its SHA-256 hex (see :meth:`put_stream`)."""
         if len(data) > self.max_blob_size:

@@ -138,6 +138,43 @@ class NodeClient:
         except httpx.HTTPError as exc:
             raise ClientError("unreachable", str(exc)) from exc
 
+    # -- data access (feat-data) --
+
+    def get_pre_key(self, account: bytes) -> dict[str, Any] | None:
+        """Return the account's registered Umbral keys (hex), or None if none is registered."""
+        try:
+            return dict(self._request("GET", f"/v1/accounts/{account.hex()}/pre_key"))
+        except ClientError as exc:
+            if exc.code == "no_pre_key":
+                return None
+            raise
+
+    def get_access(self, request_id: bytes) -> dict[str, Any] | None:
+        """Return an access request with its grant and cfrags, or None if unknown."""
+        try:
+            return dict(self._request("GET", f"/v1/access/{request_id.hex()}"))
+        except ClientError as exc:
+            if exc.code == "unknown_request":
+                return None
+            raise
+
+    def get_asset(self, asset_id: bytes) -> dict[str, Any]:
+        """Return a registered asset (raises ClientError ``unknown_asset``)."""
+        return dict(self._request("GET", f"/v1/assets/{asset_id.hex()}"))
+
+    def get_proxy_grants(self, proxy: bytes, from_height: int, limit: int = 100) -> dict[str, Any]:
+        """Return the grants naming ``proxy`` from ``from_height``."""
+        params = {"from_height": from_height, "limit": limit}
+        return dict(self._request("GET", f"/v1/proxy/{proxy.hex()}/grants", params=params))
+
+    def get_provider_requests(
+        self, provider: bytes, from_height: int, limit: int = 100
+    ) -> dict[str, Any]:
+        """Return access requests to ``provider``'s assets from ``from_height``."""
+        params = {"from_height": from_height, "limit": limit}
+        return dict(
+            self._request("GET", f"/v1/providers/{provider.hex()}/requests", params=params)
+        )
     # -- training jobs (feat-jobs) --
     def get_job(self, job_id: bytes) -> dict[str, Any]:
         """Return a training job document (raises ClientError unknown_job if none)."""
@@ -146,7 +183,3 @@ class NodeClient:
     def get_executor(self, account: bytes) -> dict[str, Any]:
         """Return an executor document (raises ClientError unknown_executor if none)."""
         return dict(self._request("GET", f"/v1/executors/{account.hex()}"))
-
-    def get_asset(self, asset_id: bytes) -> dict[str, Any]:
-        """Return a registered data asset document."""
-        return dict(self._request("GET", f"/v1/assets/{asset_id.hex()}"))

@@ -9,8 +9,10 @@ or as JSON ``{"tx": "<hex>"}``; every rejection is a 4xx with a JSON body
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 from typing import Any, Protocol
 
 import trio
@@ -19,10 +21,21 @@ from fastapi.responses import JSONResponse, Response
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from node.blobstore import (
+    BlobCorruptError,
+    BlobHashMismatchError,
+    BlobNotFoundError,
+    BlobStore,
+    BlobTooLargeError,
+    is_blob_name,
+)
+
 logger = logging.getLogger("dmchain.http")
 
 MAX_BATCH_TXS = 5_000
 MAX_WAIT_S = 60.0
+MAX_LIST_ITEMS = 1_000  # data access listings
+BLOB_READ_SIZE = 256 * 1024
 
 
 class TxRejectedError(Exception):
@@ -79,6 +92,28 @@ class NodeService(Protocol):
         """Return the Prometheus exposition text."""
         ...
 
+    # -- data access (feat-data) --
+
+    def get_pre_key(self, account: bytes) -> dict[str, Any] | None:
+        """Return the account's registered Umbral keys, or None."""
+        ...
+
+    def get_access_doc(self, request_id: bytes) -> dict[str, Any] | None:
+        """Return an access request with its grant and recorded cfrags, or None."""
+        ...
+
+    def get_proxy_grants(self, proxy: bytes, from_height: int, limit: int) -> dict[str, Any]:
+        """Return the grants naming ``proxy`` from ``from_height`` (bounded)."""
+        ...
+
+    def get_provider_requests(
+        self, provider: bytes, from_height: int, limit: int
+    ) -> dict[str, Any]:
+        """Return the access requests to ``provider``'s assets from ``from_height`` (bounded)."""
+        ...
+
+    def get_blob_store(self) -> BlobStore:
+        """Return the node's content-addressed blob store."""
     # -- training jobs (feat-jobs) --
     def get_job(self, job_id: bytes) -> dict[str, Any] | None:
         """Return a training job document, or None."""
@@ -238,6 +273,60 @@ def create_app(service: NodeService) -> FastAPI:
     async def get_metrics() -> Response:
         return Response(service.get_metrics_text(), media_type="text/plain; version=0.0.4")
 
+    # -- data access (feat-data) ------------------------------------------------
+
+    @app.get("/v1/accounts/{account}/pre_key", summary="An account's registered Umbral keys")
+    async def get_pre_key(account: str) -> Response:
+        raw = _parse_hex(account, 32, "account")
+        if isinstance(raw, JSONResponse):
+            return raw
+        doc = service.get_pre_key(raw)
+        return _doc_or_404(doc, "no_pre_key", "account has registered no PRE key")
+
+    @app.get("/v1/access/{request_id}", summary="An access request, its grant and its cfrags")
+    async def get_access(request_id: str) -> Response:
+        raw = _parse_hex(request_id, 32, "request id")
+        if isinstance(raw, JSONResponse):
+            return raw
+        doc = service.get_access_doc(raw)
+        return _doc_or_404(doc, "unknown_request", "no such access request")
+
+    @app.get("/v1/proxy/{proxy}/grants", summary="Grants naming a proxy validator (bounded)")
+    async def get_proxy_grants(proxy: str, from_height: int = 0, limit: int = 100) -> Response:
+        raw = _parse_hex(proxy, 32, "proxy key")
+        if isinstance(raw, JSONResponse):
+            return raw
+        limit = max(1, min(limit, MAX_LIST_ITEMS))
+        return JSONResponse(service.get_proxy_grants(raw, max(0, from_height), limit))
+
+    @app.get("/v1/providers/{provider}/requests", summary="Requests to a provider's assets")
+    async def get_provider_requests(
+        provider: str, from_height: int = 0, limit: int = 100
+    ) -> Response:
+        raw = _parse_hex(provider, 32, "provider account")
+        if isinstance(raw, JSONResponse):
+            return raw
+        limit = max(1, min(limit, MAX_LIST_ITEMS))
+        return JSONResponse(service.get_provider_requests(raw, max(0, from_height), limit))
+
+    @app.put("/v1/blobs/{name}", summary="Store a ciphertext blob under its SHA-256 (streamed)")
+    async def put_blob(name: str, request: Request) -> Response:
+        return await _put_blob(service.get_blob_store(), name, request)
+
+    @app.get("/v1/blobs/{name}", summary="Fetch a blob; its hash is verified before serving")
+    async def get_blob(name: str) -> Response:
+        return await _get_blob(service.get_blob_store(), name)
+
+    @app.head("/v1/blobs/{name}", summary="Whether a blob is stored, and its size")
+    async def head_blob(name: str) -> Response:
+        store = service.get_blob_store()
+        if not is_blob_name(name):
+            return _error(400, "bad_blob_name", "a blob name is 64 lowercase hex characters")
+        try:
+            size = store.get_size(name)
+        except BlobNotFoundError:
+            return Response(status_code=404)
+        return Response(headers={"content-length": str(size)})
     # -- training jobs (feat-jobs) --
     @app.get("/v1/jobs/{job_id}", summary="A training job: executors, posts, result, settlement")
     async def get_job(job_id: str) -> Response:
@@ -254,6 +343,73 @@ def create_app(service: NodeService) -> FastAPI:
         return _doc_or_404(service.get_executor(raw), "unknown_executor", "no such executor")
 
     return app
+
+
+async def _put_blob(store: BlobStore, name: str, request: Request) -> Response:
+    """Stream a PUT body into the store; 400 on a bad name or hash, 413 past the size limit."""
+    if not is_blob_name(name):
+        return _error(400, "bad_blob_name", "a blob name is 64 lowercase hex characters")
+    limit = store.max_blob_size
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return _error(413, "blob_too_large", f"blob over the node's limit of {limit} bytes")
+    fd, tmp_path = store.create_temp_file()
+    hasher = hashlib.sha256()
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    logger.info("event=blob_refused name=%s reason=too_large", name)
+                    detail = f"blob over the node's limit of {limit} bytes"
+                    return _error(413, "blob_too_large", detail)
+                hasher.update(chunk)
+                out.write(chunk)
+        if hasher.hexdigest() != name:
+            logger.info("event=blob_refused name=%s reason=hash_mismatch", name)
+            return _error(400, "hash_mismatch", f"body hashes to {hasher.hexdigest()}, not {name}")
+        await trio.to_thread.run_sync(store.adopt_temp_file, tmp_path, name)
+    except (BlobHashMismatchError, BlobTooLargeError) as exc:
+        return _error(400, "blob_refused", str(exc))
+    finally:
+        tmp_path.unlink(missing_ok=True)
+    logger.info("event=blob_stored name=%s size=%d", name, size)
+    return JSONResponse({"name": name, "size": size}, status_code=201)
+
+
+async def _get_blob(store: BlobStore, name: str) -> Response:
+    """Serve a blob only after re-hashing it; a tampered blob is quarantined, never served."""
+    from fastapi.responses import StreamingResponse
+
+    if not is_blob_name(name):
+        return _error(400, "bad_blob_name", "a blob name is 64 lowercase hex characters")
+    try:
+        size = store.get_size(name)
+    except BlobNotFoundError:
+        return _error(404, "unknown_blob", "no such blob on this node")
+    intact = await trio.to_thread.run_sync(store.is_intact, name)
+    if not intact:
+        logger.warning("event=blob_corrupt name=%s action=quarantined", name)
+        return _error(
+            503, "blob_corrupt", "the blob is corrupt on this node and was quarantined; "
+            "fetch it from another replica"
+        )
+
+    async def chunks() -> Any:
+        try:
+            for part in store.iter_blob(name, BLOB_READ_SIZE):
+                yield part
+                await trio.lowlevel.checkpoint()
+        except BlobCorruptError:
+            logger.warning("event=blob_corrupt name=%s action=quarantined_mid_transfer", name)
+            raise
+
+    return StreamingResponse(
+        chunks(),
+        media_type="application/octet-stream",
+        headers={"content-length": str(size)},
+    )
 
 
 async def serve_http(

@@ -65,8 +65,16 @@ from ledger.block import compute_block
 from ledger.chain import Ledger
 from ledger.errors import TxError
 from ledger.genesis import Genesis, load_genesis
+from ledger.records import (
+    ACCESS_DELIVERING,
+    ACCESS_DISPUTED,
+    ACCESS_FAILED,
+    ACCESS_GRANTED,
+    ACCESS_PENDING,
+)
 from ledger.store import LevelDBStore
 from ledger.tx import TxKind, compute_signed_tx, decode_tx, get_tx_error, is_valid_tx_signature
+from node.blobstore import BlobStore
 from node.config import NodeConfig
 from node.http_api import TxRejectedError, create_app, serve_http
 from node.jobs_doc import get_executor_doc, get_job_doc  # training jobs (feat-jobs)
@@ -945,7 +953,9 @@ class Node:
         asset = queries.get_asset(self.ledger.state, asset_id) if len(asset_id) == 32 else None
         if asset is None:
             return None
-        return {k: (v.hex() if isinstance(v, bytes) else v) for k, v in asset._asdict().items()}
+        doc = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in asset._asdict().items()}
+        doc["revoked"] = queries.is_asset_revoked(self.ledger.state, asset_id)
+        return doc
 
     def get_validators(self) -> list[dict[str, Any]]:
         """Return the validator set with names, stakes and roles."""
@@ -968,6 +978,117 @@ class Node:
         self.metrics.height.set(self.ledger.state.height)
         return self.metrics.render()
 
+    # -- data access (feat-data) ------------------------------------------------
+
+    def get_pre_key(self, account: bytes) -> dict[str, Any] | None:
+        """Return the account's registered Umbral key and verifying key as hex, or None."""
+        record = queries.get_pre_key(self.ledger.state, account) if len(account) == 32 else None
+        if record is None:
+            return None
+        return {
+            "account": account.hex(),
+            "umbral_key": record.umbral_key.hex(),
+            "verifying_key": record.verifying_key.hex(),
+            "height": record.height,
+        }
+
+    def get_blob_store(self) -> BlobStore:
+        """Return the blob store under ``<data>/blobs`` (created on first use)."""
+        store: BlobStore | None = getattr(self, "_blob_store", None)
+        if store is None:
+            store = BlobStore(self.config.data_path / "blobs", self.config.limits.blob_max_bytes)
+            self._blob_store = store
+        return store
+
+    def get_access_doc(self, request_id: bytes) -> dict[str, Any] | None:
+        """Return the request, its grant (without kfrags) and its recorded signed cfrags."""
+        state = self.ledger.state
+        request = queries.get_access(state, request_id)
+        if request is None:
+            return None
+        doc = _hex_doc(request._asdict())
+        doc["request_id"] = request_id.hex()
+        doc["status_name"] = ACCESS_STATUS_NAMES.get(request.status, str(request.status))
+        doc["current_height"] = state.height
+        doc["settled_height_now"] = self.get_settled_height()
+        doc["asset_revoked"] = queries.is_asset_revoked(state, request.asset_id)
+        grant = queries.get_grant(state, request_id)
+        if grant is None:
+            doc["grant"] = None
+        else:
+            gdoc = _hex_doc(grant._asdict())
+            gdoc.pop("kfrags")
+            gdoc["settled"] = grant.height <= self.get_settled_height()
+            doc["grant"] = gdoc
+        doc["cfrags"] = [
+            {"proxy": proxy.hex(), "signed_cfrag": raw.hex()}
+            for proxy, raw in queries.get_cfrags(state, request_id)
+        ]
+        return doc
+
+    def get_proxy_grants(self, proxy: bytes, from_height: int, limit: int) -> dict[str, Any]:
+        """Return the grants naming ``proxy`` (with its own sealed kfrag) from ``from_height``."""
+        state = self.ledger.state
+        settled = self.get_settled_height()
+        items: list[dict[str, Any]] = []
+        for request_id, height, asset_id in queries.get_proxy_grants(
+            state, proxy, from_height, limit
+        ):
+            grant = queries.get_grant(state, request_id)
+            request = queries.get_access(state, request_id)
+            if grant is None or request is None or proxy not in grant.proxies:
+                continue
+            items.append(
+                {
+                    "request_id": request_id.hex(),
+                    "asset_id": asset_id.hex(),
+                    "height": height,
+                    "consumer": grant.consumer.hex(),
+                    "status": request.status,
+                    "status_name": ACCESS_STATUS_NAMES.get(request.status, str(request.status)),
+                    "deadline": grant.deadline,
+                    "threshold": grant.threshold,
+                    "kfrag": grant.kfrags[grant.proxies.index(proxy)].hex(),
+                    "capsule": grant.capsule.hex(),
+                    "delegating_pk": grant.delegating_pk.hex(),
+                    "verifying_pk": grant.verifying_pk.hex(),
+                    "receiving_pk": grant.receiving_pk.hex(),
+                    "published": proxy in grant.cfrag_proxies or proxy in grant.slashed_proxies,
+                    "grant_settled": height <= settled,
+                    "asset_exists": queries.get_asset(state, asset_id) is not None,
+                    "asset_revoked": queries.is_asset_revoked(state, asset_id),
+                }
+            )
+        return {"height": state.height, "settled_height": settled, "grants": items}
+
+    def get_provider_requests(
+        self, provider: bytes, from_height: int, limit: int
+    ) -> dict[str, Any]:
+        """Return requests to ``provider``'s assets from ``from_height`` with consumer keys."""
+        state = self.ledger.state
+        items: list[dict[str, Any]] = []
+        for request_id, height, asset_id in queries.get_provider_requests(
+            state, provider, from_height, limit
+        ):
+            request = queries.get_access(state, request_id)
+            if request is None:
+                continue
+            pre_key = queries.get_pre_key(state, request.consumer)
+            items.append(
+                {
+                    "request_id": request_id.hex(),
+                    "asset_id": asset_id.hex(),
+                    "height": height,
+                    "consumer": request.consumer.hex(),
+                    "consumer_pre_key": None if pre_key is None else pre_key.umbral_key.hex(),
+                    "status": request.status,
+                    "status_name": ACCESS_STATUS_NAMES.get(request.status, str(request.status)),
+                    "deadline": request.deadline,
+                    "asset_revoked": queries.is_asset_revoked(state, asset_id),
+                }
+            )
+        return {"height": state.height, "requests": items}
+
     # -- training jobs (feat-jobs) --
     def get_job(self, job_id: bytes) -> dict[str, Any] | None:
         """Return a training job document, or None."""
@@ -976,6 +1097,28 @@ class Node:
     def get_executor(self, account: bytes) -> dict[str, Any] | None:
         """Return an executor document with its open jobs, or None."""
         return get_executor_doc(self.ledger.state, account)
+
+
+ACCESS_STATUS_NAMES = {
+    ACCESS_PENDING: "pending",
+    ACCESS_GRANTED: "granted",
+    ACCESS_FAILED: "failed",
+    ACCESS_DISPUTED: "disputed",
+    ACCESS_DELIVERING: "delivering",
+}
+
+
+def _hex_doc(fields: dict[str, Any]) -> dict[str, Any]:
+    """Return ``fields`` with bytes (and lists of bytes) as hex, for JSON."""
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        if isinstance(value, bytes):
+            out[key] = value.hex()
+        elif isinstance(value, list):
+            out[key] = [v.hex() if isinstance(v, bytes) else v for v in value]
+        else:
+            out[key] = value
+    return out
 
 
 async def run_node(home: Path, keys: NodeKeys, config: NodeConfig) -> None:

@@ -353,6 +353,20 @@ def _verify_cfrag(fields: dict[str, Any]) -> umbral_pre.VerifiedCapsuleFrag | st
         return f"cfrag fails verification: {exc}"
 
 
+def get_cfrag_verification_error(fields: dict[str, Any]) -> str | None:
+    """Return None iff the decoded signed cfrag passes ``CapsuleFrag.verify``, else why not.
+
+    ``fields`` is the output of :func:`get_signed_cfrag`. A returned reason
+    other than a key or capsule parse error is the proxy's fault. Deterministic;
+    never raises.
+    """
+    try:
+        outcome = _verify_cfrag(fields)
+    except KeyWrapError as exc:
+        return str(exc)
+    return outcome if isinstance(outcome, str) else None
+
+
 def get_bad_cfrag_evidence_error(evidence: bytes) -> str | None:
     """Return None iff ``evidence`` proves its signing proxy published a wrong cfrag.
 

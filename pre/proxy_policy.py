@@ -143,6 +143,18 @@ class CustodyBook:
         """Return the record for (asset, consumer), or None."""
         return self._by_asset.get(asset_id, {}).get(consumer)
 
+    def get_records(self) -> list[CustodyRecord]:
+        """Return every record held, ordered by asset then consumer."""
+        return [
+            self._by_asset[asset][consumer]
+            for asset in sorted(self._by_asset)
+            for consumer in sorted(self._by_asset[asset])
+        ]
+
+    def get_asset_ids(self) -> list[bytes]:
+        """Return the ids of the assets with at least one kfrag held, sorted."""
+        return sorted(self._by_asset)
+
     def process_revoke(self, asset_id: bytes) -> int:
         """Delete every kfrag of ``asset_id``; return how many were deleted."""
         removed = self._by_asset.pop(asset_id, {})

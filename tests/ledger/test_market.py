@@ -79,7 +79,10 @@ def test_price_formula_and_beta_floor() -> None:
     assert access is not None
     assert access.price == 25_000 and access.escrow == TOKEN  # beta floor
     burned = q.get_supply(chain.state).burned
-    assert chain.run1(PROVIDER, TxKind.SETTLE_ACCESS, [req.result]).ok
+    # the provider cannot claim payment without delivery; the consumer acknowledges
+    claim = chain.run1(PROVIDER, TxKind.SETTLE_ACCESS, [req.result])
+    assert claim.code == ReceiptCode.UNAUTHORIZED
+    assert chain.run1(CONSUMER, TxKind.SETTLE_ACCESS, [req.result]).ok
     assert q.get_supply(chain.state).burned - burned == TOKEN - 25_000
 
 

@@ -1,0 +1,15 @@
+"""The registry of proxy handlers run by ``dmchain proxy run``.
+
+Each entry is a factory ``(ProxyContext) -> ProxyHandler``. A feature adds
+its handler by appending one line here; the service polls them in order.
+"""
+
+from __future__ import annotations
+
+from node.proxy_data import create_data_handler
+from node.proxy_service import HandlerFactory
+
+PROXY_HANDLERS: list[HandlerFactory] = [
+    # -- data access (feat-data) --
+    create_data_handler,
+]
