@@ -1,9 +1,10 @@
 """``dmchain job submit|status|model``: post a training job, follow it, fetch its model.
 
 ``submit SPEC.json --validation FILE --grant ID ...`` checks the spec and the
-validation dataset locally, stores the validation data encrypted in the blob
-store, posts ``SUBMIT_JOB`` (one access grant id per dataset, in spec order),
-and once it is confirmed seals the validation key to each assigned executor.
+validation dataset locally, uploads the validation data encrypted (fresh
+AES-256-GCM key) to the nodes' blob endpoints, posts ``SUBMIT_JOB`` (one
+access grant id per dataset, in spec order), and once it is confirmed
+seals the validation key to each assigned executor.
 It prints the job id; a refusal (locally or by the chain) is printed as
 ``job: refused: <reason>`` with exit status 1.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -59,7 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validation", type=Path, help="submit: validation dataset file")
     parser.add_argument("--grant", action="append", default=[],
                         help="submit: the buyer's access grant id per dataset, in spec order")
-    parser.add_argument("--blob-dir", type=Path, help="submit: blob store for the validation data")
+    parser.add_argument("--blob-dir", type=Path,
+                        help="submit: also keep the encrypted validation data in this blob store")
+    parser.add_argument("--blob-nodes", default=None,
+                        help="submit: blob node URLs (comma separated; default: --node)")
     parser.add_argument("--key-dir", type=Path, help="submit: where sealed data keys go")
     parser.add_argument("--out", type=Path, help="model: where to write the model")
     parser.add_argument("--fee", type=int, default=0)
@@ -107,8 +112,8 @@ def _wait(client: NodeClient, tx_hash: bytes, timeout: float) -> dict[str, Any]:
 
 
 def _submit(args: argparse.Namespace, client: NodeClient) -> int:
-    if args.validation is None or args.blob_dir is None or args.key_dir is None:
-        print("job: error: submit needs --validation, --blob-dir and --key-dir")
+    if args.validation is None or args.key_dir is None:
+        print("job: error: submit needs --validation and --key-dir")
         return 1
     try:
         seed = _load_seed(args)
@@ -131,7 +136,19 @@ def _submit(args: argparse.Namespace, client: NodeClient) -> int:
     except DatasetError as exc:
         print(f"job: refused: validation data: {exc}")
         return 1
-    key, content_hash, cipher_hash = process_store_encrypted(BlobStore(args.blob_dir), validation)
+    from node import data_client as dc
+
+    with tempfile.TemporaryDirectory(prefix="dmchain-job-") as tmp:
+        store = BlobStore(args.blob_dir or Path(tmp) / "blobs")
+        key, content_hash, cipher_hash = process_store_encrypted(store, validation)
+        blob_path = Path(tmp) / "validation.blob"
+        blob_path.write_bytes(store.get_bytes(cipher_hash.hex()))
+        try:
+            for url in dc.compute_blob_urls(args.node, args.blob_nodes):
+                dc.upload_blob(url, blob_path, cipher_hash.hex(), timeout=args.timeout)
+        except dc.DataError as exc:
+            print(f"job: error: validation data upload: {exc}")
+            return 1
     signer = Signer(seed, client.get_status()["chain_id"])
     signer.nonce = client.get_account(signer.public_key)["nonce"]
     process_grant_key(args.key_dir, cipher_hash, signer.public_key, key)  # the buyer's own copy

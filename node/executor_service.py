@@ -5,14 +5,16 @@
 1. registers the wallet as executor (``REGISTER_EXECUTOR`` with stake, fee and
    the URL of its model server) unless it is already registered and active;
 2. polls ``GET /v1/executors/{account}`` for the open jobs assigned to it;
-3. for each new job: reads the job, obtains each dataset's plaintext and the
-   buyer's validation data through a :class:`node.jobdata.DatasetSource`
-   (checked against the on-chain hashes; a job whose keys have not arrived
-   yet is retried on the next poll), writes the inputs to its work directory,
-   runs ``python -m ml.worker`` in a fresh interpreter pinned to the spec's
-   execution profile (:func:`ml.worker.compute_worker_env`), and posts the
-   result (``POST_RESULT``: digest, weights hash, metric, contributions,
-   kept counts);
+3. for each new job: reads the job, obtains each dataset's plaintext through
+   a :class:`node.jobdata.DatasetSource` (the data access grant path,
+   :class:`node.job_grant_source.GrantPathSource`) and the buyer's validation
+   data through :class:`node.jobdata.SealedKeySource` (its key sealed to the
+   executor by the buyer), both checked against the on-chain hashes (a job
+   whose data or keys have not arrived yet is retried on the next poll),
+   writes the inputs to its work directory, runs ``python -m ml.worker`` in
+   a fresh interpreter pinned to the spec's execution profile
+   (:func:`ml.worker.compute_worker_env`), and posts the result
+   (``POST_RESULT``: digest, weights hash, metric, contributions, kept counts);
 4. keeps the model and serves it sealed to the buyer's account key at
    ``GET /v1/models/{job_id}`` on its own HTTP port.
 
@@ -44,7 +46,7 @@ from ml.digest import ResultError, compute_result_digest, compute_weights_hash, 
 from ml.spec import SpecError, encode_spec, parse_spec_json
 from ml.worker import compute_worker_command, compute_worker_env
 from node.client import ClientError, NodeClient, Signer
-from node.jobdata import DatasetSource, JobDataError, seal_to_account
+from node.jobdata import DatasetSource, JobDataError, SealedKeySource, seal_to_account
 
 logger = logging.getLogger("dmchain.executor")
 
@@ -102,9 +104,12 @@ class _ModelHandler(BaseHTTPRequestHandler):
 class ExecutorService:
     """One executor: its wallet, node client, data source, work directory and model server."""
 
-    def __init__(self, config: ExecutorConfig, source: DatasetSource) -> None:
+    def __init__(
+        self, config: ExecutorConfig, datasets: DatasetSource, validation: SealedKeySource
+    ) -> None:
         self.config = config
-        self.source = source
+        self.datasets = datasets
+        self.validation = validation
         self.account = compute_public_key(config.seed)
         self.client = NodeClient(config.node_url, timeout=30.0)
         self.jobs_dir = Path(config.work_dir) / "jobs"
@@ -203,14 +208,11 @@ class ExecutorService:
         spec_path.write_bytes(encode_spec(spec))
         provider_paths = []
         for index, asset_id in enumerate(spec.datasets):
-            asset = self.client.get_asset(asset_id)
-            plaintext = self.source.get_plaintext(
-                bytes.fromhex(asset["cipher_hash"]), bytes.fromhex(asset["content_hash"])
-            )
+            plaintext = self.datasets.get_dataset(asset_id, self.client.get_asset(asset_id))
             path = job_dir / f"provider{index}.ds"
             path.write_bytes(plaintext)
             provider_paths.append(str(path))
-        validation = self.source.get_plaintext(
+        validation = self.validation.get_plaintext(
             bytes.fromhex(job["validation_cipher_hash"]), bytes.fromhex(job["validation_hash"])
         )
         try:

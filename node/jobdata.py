@@ -18,8 +18,9 @@ the buyer checks the opened bytes against the weights hash anchored on chain.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import nacl.bindings
 import nacl.exceptions
@@ -92,24 +93,54 @@ def process_grant_key(key_dir: Path, cipher_hash: bytes, account: bytes, key: by
 
 
 class DatasetSource(Protocol):
-    """Where an executor gets the plaintext of an encrypted dataset."""
+    """Where an executor gets the plaintext of a data asset named in a job."""
 
-    def get_plaintext(self, cipher_hash: bytes, content_hash: bytes) -> bytes:
-        """Return the plaintext whose blob is ``cipher_hash``; it hashes to ``content_hash``.
+    def get_dataset(self, asset_id: bytes, asset: dict[str, Any]) -> bytes:
+        """Return the asset's plaintext, checked against its on-chain ``content_hash``.
 
-        Raises JobDataError (with the reason) if it is not available yet or is wrong.
+        ``asset`` is the node's asset document. Raises JobDataError (with the
+        reason) if the data is not available yet or is wrong.
         """
         ...
 
 
-class SealedKeySource:
-    """Ciphertext from a blob store, the key sealed to this executor (see module doc)."""
+BlobFetcher = Callable[[str, Path], None]  # (blob name, destination file)
 
-    def __init__(self, store: BlobStore, key_dir: Path, seed: bytes) -> None:
+
+class SealedKeySource:
+    """Ciphertext from a blob store, the key sealed to this executor (see module doc).
+
+    A blob missing from the local store is fetched with ``fetch_blob`` (e.g.
+    from the nodes' ``GET /v1/blobs/{name}``) and re-hashed on the way in.
+    """
+
+    def __init__(
+        self, store: BlobStore, key_dir: Path, seed: bytes, fetch_blob: BlobFetcher | None = None
+    ) -> None:
         self.store = store
         self.key_dir = Path(key_dir)
         self.seed = seed
         self.account = compute_public_key(seed)
+        self.fetch_blob = fetch_blob
+
+    def get_dataset(self, asset_id: bytes, asset: dict[str, Any]) -> bytes:
+        """Return the asset's plaintext (see DatasetSource)."""
+        return self.get_plaintext(
+            bytes.fromhex(asset["cipher_hash"]), bytes.fromhex(asset["content_hash"])
+        )
+
+    def _load_blob(self, name: str) -> bytes:
+        if not self.store.has(name) and self.fetch_blob is not None:
+            tmp = self.store.root / f"fetch-{name}.part"
+            try:
+                self.fetch_blob(name, tmp)
+                with tmp.open("rb") as src:
+                    self.store.put_stream(src, name)
+            except (OSError, BlobStoreError, RuntimeError) as exc:
+                raise JobDataError(f"blob {name} could not be fetched: {exc}") from exc
+            finally:
+                tmp.unlink(missing_ok=True)
+        return self.store.get_bytes(name)
 
     def get_plaintext(self, cipher_hash: bytes, content_hash: bytes) -> bytes:
         """Decrypt the blob with the sealed key and check its hash (see DatasetSource)."""
@@ -124,7 +155,7 @@ class SealedKeySource:
         if len(key) != KEY_SIZE:
             raise JobDataError("sealed data key has the wrong size")
         try:
-            blob = self.store.get_bytes(cipher_hash.hex())
+            blob = self._load_blob(cipher_hash.hex())
         except (BlobStoreError, KeyError, OSError) as exc:
             raise JobDataError(f"blob {cipher_hash.hex()} not available: {exc}") from exc
         try:
