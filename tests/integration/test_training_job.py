@@ -1,8 +1,11 @@
 """End to end on a real cluster: publish, grant, submit, two executors train, anchor, settle, fetch.
 
-4 PBFT replicas + 1 PoS validator (separate processes), three providers
-publishing encrypted digits shards, a buyer with settled access grants, two
-``dmchain executor run`` processes, and the buyer's ``dmchain job`` commands.
+4 PBFT replicas + 1 PoS validator (separate processes), proxy services beside
+three PBFT nodes, two providers publishing encrypted non-IID digits shards
+with ``dmchain data publish`` and granting through their provider agents
+(2 of 3 proxies), a buyer with settled access grants, two
+``dmchain executor run`` processes that obtain the datasets through the same
+grant path, and the buyer's ``dmchain job`` commands.
 """
 
 from __future__ import annotations
@@ -24,44 +27,21 @@ from conftest import (
     run_dmchain,
     wait_until,
 )
+from data_helpers import Helpers, make_wallet, run_data_ok
 
-from consensus.crypto import compute_hash, compute_public_key
+from consensus.crypto import compute_hash
 from ledger.genesis import TOKEN
-from ledger.tx import TxKind
 from ml.data import compute_digits_split, encode_dataset
 from ml.models import decode_weights
 from ml.settlement import compute_eligible, compute_settlement
-from node.blobstore import BlobStore
-from node.client import ClientError, Signer
-from node.jobdata import process_grant_key, process_store_encrypted
-from node.testnet import get_client_seeds
+from node.client import ClientError
+from node.wallet import load_wallet
 
-CHAIN_ID = "dmchain-local"
 BID = 50 * TOKEN
 EXECUTOR_FEE = 1 * TOKEN
 TAU_PPM = 700_000
-
-
-def submit_all(cluster: Cluster, txs: list[tuple[Signer, TxKind, list[Any]]]) -> list[bytes]:
-    """Submit transactions together, wait until each is confirmed; return their hashes."""
-    client = cluster.client(cluster.names[0])
-    hashes = [client.submit(signer.sign(kind, payload)) for signer, kind, payload in txs]
-    for tx_hash, (_, kind, _) in zip(hashes, txs, strict=True):
-        doc = wait_until(lambda h=tx_hash: _confirmed(cluster, h), f"{kind.name} confirmed",
-                         timeout=120, cluster=cluster)
-        assert doc["status"] != "failed", doc
-    return hashes
-
-
-def _confirmed(cluster: Cluster, tx_hash: bytes) -> dict[str, Any] | None:
-    doc = cluster.client(cluster.names[0]).get_tx(tx_hash)
-    return doc if doc["status"] in ("confirmed", "settled", "failed") else None
-
-
-def balance(cluster: Cluster, account: bytes) -> int:
-    return int(cluster.client(cluster.names[0]).get_account(account)["balance"])
-
-
+M, N = 2, 3
+PROXY_NODES = ["node00", "node01", "node02"]
 T0 = [time.monotonic()]
 
 
@@ -74,30 +54,10 @@ def test_training_job_end_to_end(make_cluster: MakeCluster, tmp_path: Path) -> N
     T0[0] = time.monotonic()
     cluster = make_cluster(pbft=4, pos=1, epoch_length=10, clients=8)
     stage("cluster up")
-    url = cluster.node(cluster.names[0]).config.http_url
-    client = cluster.client(cluster.names[0])
-    seeds = get_client_seeds(cluster.home)
-    signers = [Signer(s, CHAIN_ID) for s in seeds[:6]]
-    providers, buyer, executors = signers[:3], signers[3], signers[4:6]
-    blobs, keys = tmp_path / "blobs", tmp_path / "keys"
-    store = BlobStore(blobs)
-
-    # two executor processes, each with its own wallet and work directory
+    helpers = [Helpers(cluster), Helpers(cluster), Helpers(cluster)]  # proxies, one per agent
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        for i, ex in enumerate(executors):
-            wallet = tmp_path / f"executor{i}.seed"
-            wallet.write_text(ex.seed.hex())
-            log = open(tmp_path / f"executor{i}.log", "wb")  # noqa: SIM115 - closed with the proc
-            procs.append(subprocess.Popen(
-                [*DMCHAIN, "executor", "run", "--wallet", str(wallet), "--node", url,
-                 "--work-dir", str(tmp_path / f"work{i}"), "--blob-dir", str(blobs),
-                 "--key-dir", str(keys), "--stake", str(20 * TOKEN),
-                 "--fee", str(EXECUTOR_FEE), "--poll", "0.3"],
-                cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                env=dict(os.environ, PYTHONUNBUFFERED="1"),
-            ))
-        _run_flow(cluster, client, url, tmp_path, store, keys, providers, buyer, executors, procs)
+        _run_flow(cluster, tmp_path, helpers, procs)
     finally:
         for proc in procs:
             try:
@@ -106,47 +66,85 @@ def test_training_job_end_to_end(make_cluster: MakeCluster, tmp_path: Path) -> N
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+        for h in helpers:
+            h.kill_all()
 
 
-def _executor_logs(tmp_path: Path) -> str:
-    return "\n".join((tmp_path / f"executor{i}.log").read_text(errors="replace")[-3000:]
-                     for i in range(2))
+def _logs(tmp_path: Path) -> str:
+    return "\n".join(
+        f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+        for p in sorted(tmp_path.rglob("*.log"))
+    )
 
 
-def _run_flow(cluster: Cluster, client: Any, url: str, tmp_path: Path, store: BlobStore,
-              keys: Path, providers: list[Signer], buyer: Signer, executors: list[Signer],
+def _balance(client: Any, account: bytes) -> int:
+    return int(client.get_account(account)["balance"])
+
+
+def _run_flow(cluster: Cluster, tmp_path: Path, helpers: list[Helpers],
               procs: list[subprocess.Popen[bytes]]) -> None:
-    for s in [*providers, buyer]:
-        s.nonce = client.get_account(s.public_key)["nonce"]
+    url = cluster.node("node01").config.http_url
+    blob_nodes = ",".join(cluster.node(n).config.http_url for n in cluster.names[:3])
+    client = cluster.client("node01")
+    genesis = json.loads((cluster.home / "genesis.json").read_text())
+    consensus_keys = {v["name"]: v["consensus_key"] for v in genesis["validators"]}
+    candidates = [consensus_keys[n] for n in PROXY_NODES]
+    providers = [make_wallet(cluster, tmp_path / f"provider{i}" / "wallet", i) for i in range(2)]
+    buyer = make_wallet(cluster, tmp_path / "buyer" / "wallet", 3)
+    executors = [make_wallet(cluster, tmp_path / f"executor{i}" / "wallet", 4 + i)
+                 for i in range(2)]
+    for name in PROXY_NODES:
+        helpers[0].start_proxy(name)
+    for helper, wallet in zip(helpers[1:], providers, strict=True):
+        helper.start_agent(wallet, "node00", candidates, M, N)
+    keys = tmp_path / "keys"
+    for i, wallet in enumerate(executors):
+        log = open(tmp_path / f"executor{i}" / "executor.log", "wb")  # noqa: SIM115
+        procs.append(subprocess.Popen(
+            [*DMCHAIN, "executor", "run", "--wallet", str(wallet), "--node", url,
+             "--blob-nodes", blob_nodes, "--work-dir", str(tmp_path / f"executor{i}" / "work"),
+             "--key-dir", str(keys), "--stake", str(20 * TOKEN), "--fee", str(EXECUTOR_FEE),
+             "--poll", "0.3"],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        ))
 
-    # providers publish encrypted non-IID digits shards; the buyer keeps validation data
-    split = compute_digits_split(3, seed=1)
-    registrations, data_keys = [], []
-    for i, (provider, shard) in enumerate(zip(providers, split.providers, strict=True)):
-        plaintext = encode_dataset(shard)
-        key, content_hash, cipher_hash = process_store_encrypted(store, plaintext)
-        registrations.append((provider, TxKind.REGISTER_ASSET, [
-            content_hash, cipher_hash, len(plaintext), compute_hash(b"digits-%d" % i),
-            ["digits"], "CC-BY-4.0", 100 * TOKEN, b"",
-        ]))
-        data_keys.append((cipher_hash, key))
-    assets = submit_all(cluster, registrations)
-    stage("assets registered")
-    # the buyer requests and settles access to each dataset: the grants
-    grants = submit_all(cluster, [(buyer, TxKind.REQUEST_ACCESS, [a]) for a in assets])
-    submit_all(cluster, [(buyer, TxKind.SETTLE_ACCESS, [g]) for g in grants])
+    # providers publish encrypted non-IID digits shards through the data access path
+    split = compute_digits_split(2, seed=1)
+    assets = []
+    for i, (wallet, shard) in enumerate(zip(providers, split.providers, strict=True)):
+        path = tmp_path / f"provider{i}" / "digits.ds"
+        path.write_bytes(encode_dataset(shard))
+        doc = run_data_ok("publish", str(path), "--wallet", str(wallet), "--node", url,
+                          "--blob-nodes", blob_nodes, "--tags", "digits",
+                          "--license", "CC-BY-4.0", "--replicas", "2", "--quiet")
+        assets.append(bytes.fromhex(str(doc["asset_id"])))
+    stage("assets published")
+    # the buyer requests access; the agents grant, the proxies re-encrypt: settled grants
+    grants = []
+    for asset_id in assets:
+        doc = run_data_ok("request", asset_id.hex(), "--wallet", str(buyer), "--node", url,
+                          "--quiet")
+        grants.append(bytes.fromhex(str(doc["request_id"])))
 
-    stage("grants settled")
-    ex_accounts = [e.public_key for e in executors]
+    def granted() -> bool:
+        return all(client.get_access(g)["status_name"] == "granted" for g in grants)
+
+    wait_until(granted, "the buyer's grants", timeout=180, cluster=cluster)
+    stage("buyer's grants settled")
+
+    ex_accounts = [load_wallet(w).public_key for w in executors]
+
     def registered() -> bool:
+        assert all(p.poll() is None for p in procs), _logs(tmp_path)
         try:
             return all(client.get_executor(a)["active"] for a in ex_accounts)
         except ClientError:
             return False
 
     wait_until(registered, "both executors registered", timeout=120, cluster=cluster)
-
     stage("executors registered")
+
     spec = {
         "datasets": [a.hex() for a in assets], "model": "logreg", "tau_ppm": TAU_PPM,
         "bid": BID, "rounds": 2, "local_epochs": 1, "learning_rate": "0.5",
@@ -156,44 +154,37 @@ def _run_flow(cluster: Cluster, client: Any, url: str, tmp_path: Path, store: Bl
     spec_path = tmp_path / "spec.json"
     validation_path = tmp_path / "validation.ds"
     validation_path.write_bytes(encode_dataset(split.validation))
-    common = ["--node", url, "--testnet", str(cluster.home), "--client", "3",
-              "--validation", str(validation_path), "--blob-dir", str(store.root),
-              "--key-dir", str(keys)]
+    common = ["--node", url, "--blob-nodes", blob_nodes, "--testnet", str(cluster.home),
+              "--client", "3", "--validation", str(validation_path), "--key-dir", str(keys)]
+    grant_args = [a for g in grants for a in ("--grant", g.hex())]
 
     # refusals: a model outside the allow-list (local), a missing grant (by the chain)
     spec_path.write_text(json.dumps({**spec, "model": "resnet50"}))
-    bad = subprocess.run([*DMCHAIN, "job", "submit", str(spec_path), *common,
-                          *(a for g in grants for a in ("--grant", g.hex()))],
+    bad = subprocess.run([*DMCHAIN, "job", "submit", str(spec_path), *common, *grant_args],
                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 1 and "job: refused: model outside the allow-list" in bad.stdout
     spec_path.write_text(json.dumps(spec))
     escrow_before = client.get_supply()["escrow"]
     bad = subprocess.run([*DMCHAIN, "job", "submit", str(spec_path), *common,
-                          *(a for g in [grants[0]] * 3 for a in ("--grant", g.hex()))],
+                          "--grant", grants[0].hex(), "--grant", grants[0].hex()],
                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "job: refused: dataset 1" in bad.stdout and "no settled access grant" in bad.stdout
     assert client.get_supply()["escrow"] == escrow_before
-
     stage("refusals checked")
-    before = {a: balance(cluster, a) for a in
-              [buyer.public_key, *ex_accounts, *(p.public_key for p in providers)]}
-    out = run_dmchain("job", "submit", str(spec_path), *common,
-                      *(a for g in grants for a in ("--grant", g.hex())), timeout=180)
+
+    buyer_before = _balance(client, load_wallet(buyer).public_key)
+    out = run_dmchain("job", "submit", str(spec_path), *common, *grant_args, timeout=180)
     job_id = bytes.fromhex(out.stdout.strip().splitlines()[-1])
     job = client.get_job(job_id)
     assert sorted(e["executor"] for e in job["assigned"]) == sorted(a.hex() for a in ex_accounts)
-    stage("job submitted")
     keys_out = run_dmchain("job", "keys", job_id.hex(), "--node", url, "--testnet",
                            str(cluster.home), "--client", "3", "--key-dir", str(keys))
     assert json.loads(keys_out.stdout)["sealed_to"] == [e["executor"] for e in job["assigned"]]
-    # each provider makes its data key available to the assigned executors
-    for cipher_hash, key in data_keys:
-        for entry in job["assigned"]:
-            process_grant_key(keys, cipher_hash, bytes.fromhex(entry["executor"]), key)
+    stage("job submitted")
 
     def accepted() -> dict[str, Any] | None:
-        assert all(p.poll() is None for p in procs), _executor_logs(tmp_path)
+        assert all(p.poll() is None for p in procs), _logs(tmp_path)
         doc = client.get_job(job_id)
         return doc if doc["status"] == "accepted" else None
 
@@ -204,26 +195,34 @@ def _run_flow(cluster: Cluster, client: Any, url: str, tmp_path: Path, store: Bl
     assert sorted(job["agreed"]) == sorted(a.hex() for a in ex_accounts) and not job["slashed"]
     assert job["digest"] == job["posts"][0]["digest"] and job["metric_ppm"] >= TAU_PPM
 
+    # each executor obtained each dataset through its own settled access grant
+    for wallet in executors:
+        w = load_wallet(wallet)
+        for asset_id in assets:
+            request_id = w.find_request_for_asset(asset_id)
+            assert request_id is not None
+            access = client.get_access(request_id)
+            assert access["consumer"] == w.public_key.hex()
+            assert access["status_name"] == "granted"
+
     # settlement exactly as ml.settlement computes it, paid on chain
     expected = compute_settlement(BID, job["metric_ppm"], TAU_PPM, [1, 1],
                                   job["contributions_ppm"],
                                   compute_eligible(job["kept_counts"], 2))
-    assert job["settlement"]["buyer_refund"] == expected.buyer_refund == 0
-    paid_ex = {e["executor"]: e["amount"] for e in job["settlement"]["executors"]}
-    assert sorted(paid_ex.values()) == sorted(expected.executor_payouts)
-    after = {a: balance(cluster, a) for a in before}
-    assert before[buyer.public_key] - after[buyer.public_key] == BID
-    for account in ex_accounts:
-        assert after[account] - before[account] == paid_ex[account.hex()] == BID * 3 // 20
-    for provider, amount in zip(providers, expected.provider_payouts, strict=True):
-        assert after[provider.public_key] - before[provider.public_key] == amount > 0
+    assert expected.met and job["settlement"]["buyer_refund"] == expected.buyer_refund == 0
+    assert [e["amount"] for e in job["settlement"]["executors"]] == list(
+        expected.executor_payouts) == [BID * 3 // 20] * 2
+    assert [p["amount"] for p in job["settlement"]["providers"]] == list(
+        expected.provider_payouts)
+    assert sum(expected.provider_payouts) == BID * 7 // 10
+    assert buyer_before - _balance(client, load_wallet(buyer).public_key) == BID
     assert [q["quality_ppm"] for q in job["quality"]] == [
         client.get_asset(a)["quality_ppm"] for a in assets
     ]
     supply = client.get_supply()
     assert supply["total"] == get_genesis_supply(cluster.home) and supply["escrow"] == 0
-
     stage("settlement checked")
+
     # status and the model: fetched from an executor, opened, hash equals the anchored one
     status = json.loads(run_dmchain("job", "status", job_id.hex(), "--node", url).stdout)
     assert status["status"] == "accepted" and status["weights_hash"] == job["weights_hash"]
@@ -237,5 +236,4 @@ def _run_flow(cluster: Cluster, client: Any, url: str, tmp_path: Path, store: Bl
                             str(cluster.home), "--client", "0", "--out", str(tmp_path / "x")],
                            cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
     assert other.returncode == 1 and not (tmp_path / "x").exists()  # sealed to the buyer only
-    assert compute_public_key(buyer.seed).hex() == job["buyer"]
     stage("model fetched")
