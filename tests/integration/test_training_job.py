@@ -111,14 +111,21 @@ def _run_flow(cluster: Cluster, tmp_path: Path, helpers: list[Helpers],
 
     # providers publish encrypted non-IID digits shards through the data access path
     split = compute_digits_split(2, seed=1)
-    assets = []
+    publishing = []
     for i, (wallet, shard) in enumerate(zip(providers, split.providers, strict=True)):
         path = tmp_path / f"provider{i}" / "digits.ds"
         path.write_bytes(encode_dataset(shard))
-        doc = run_data_ok("publish", str(path), "--wallet", str(wallet), "--node", url,
-                          "--blob-nodes", blob_nodes, "--tags", "digits",
-                          "--license", "CC-BY-4.0", "--replicas", "2", "--quiet")
-        assets.append(bytes.fromhex(str(doc["asset_id"])))
+        publishing.append(subprocess.Popen(  # both providers publish at once
+            [*DMCHAIN, "data", "publish", str(path), "--wallet", str(wallet), "--node", url,
+             "--blob-nodes", blob_nodes, "--tags", "digits", "--license", "CC-BY-4.0",
+             "--replicas", "2", "--quiet"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))
+    assets = []
+    for proc in publishing:
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stdout + stderr
+        assets.append(bytes.fromhex(str(json.loads(stdout)["asset_id"])))
     stage("assets published")
     # the buyer requests access; the agents grant, the proxies re-encrypt: settled grants
     grants = []
