@@ -180,6 +180,8 @@ def _run_flow(cluster: Cluster, tmp_path: Path, helpers: list[Helpers],
     assert client.get_supply()["escrow"] == escrow_before
     stage("refusals checked")
 
+    provider_accounts = [load_wallet(w).public_key for w in providers]
+    before = {a: _balance(client, a) for a in [*provider_accounts, *ex_accounts]}
     buyer_before = _balance(client, load_wallet(buyer).public_key)
     out = run_dmchain("job", "submit", str(spec_path), *common, *grant_args, timeout=180)
     job_id = bytes.fromhex(out.stdout.strip().splitlines()[-1])
@@ -202,7 +204,9 @@ def _run_flow(cluster: Cluster, tmp_path: Path, helpers: list[Helpers],
     assert sorted(job["agreed"]) == sorted(a.hex() for a in ex_accounts) and not job["slashed"]
     assert job["digest"] == job["posts"][0]["digest"] and job["metric_ppm"] >= TAU_PPM
 
-    # each executor obtained each dataset through its own settled access grant
+    # each executor obtained each dataset through its own settled access grant (and paid it)
+    escrow_paid = dict.fromkeys(ex_accounts, 0)
+    price_earned = dict.fromkeys(provider_accounts, 0)
     for wallet in executors:
         w = load_wallet(wallet)
         for asset_id in assets:
@@ -211,6 +215,8 @@ def _run_flow(cluster: Cluster, tmp_path: Path, helpers: list[Helpers],
             access = client.get_access(request_id)
             assert access["consumer"] == w.public_key.hex()
             assert access["status_name"] == "granted"
+            escrow_paid[w.public_key] += access["escrow"]
+            price_earned[bytes.fromhex(access["provider"])] += access["price"]
 
     # settlement exactly as ml.settlement computes it, paid on chain
     expected = compute_settlement(BID, job["metric_ppm"], TAU_PPM, [1, 1],
@@ -223,6 +229,12 @@ def _run_flow(cluster: Cluster, tmp_path: Path, helpers: list[Helpers],
         expected.provider_payouts)
     assert sum(expected.provider_payouts) == BID * 7 // 10
     assert buyer_before - _balance(client, load_wallet(buyer).public_key) == BID
+    paid = {e["executor"]: e["amount"] for e in job["settlement"]["executors"]}
+    for account in ex_accounts:
+        assert _balance(client, account) - before[account] == paid[account.hex()] - escrow_paid[
+            account]
+    for account, amount in zip(provider_accounts, expected.provider_payouts, strict=True):
+        assert _balance(client, account) - before[account] == amount + price_earned[account]
     assert [q["quality_ppm"] for q in job["quality"]] == [
         client.get_asset(a)["quality_ppm"] for a in assets
     ]
