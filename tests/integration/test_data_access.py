@@ -21,6 +21,7 @@ from typing import Any
 
 import plyvel
 import pytest
+import umbral_pre
 from conftest import CHAIN_ID, DMCHAIN, REPO, Cluster, wait_until
 from data_helpers import (
     Helpers,
@@ -36,6 +37,7 @@ from ledger.genesis import PPM
 from ledger.tx import TxKind
 from node.client import NodeClient, Signer
 from node.data_client import PUBLISH_CHUNK_SIZE, TxSender, _open_key, replicate_blob
+from node.keys import load_node_keys
 from node.testnet import get_client_seeds
 from node.wallet import load_wallet, write_json_file
 from pre import keywrap
@@ -289,6 +291,54 @@ def test_dispute_valid_proof_slashes_invalid_proof_is_rejected(env: Env) -> None
     after = int(e.client().get_asset(bytes.fromhex(asset_id))["stake"])
     assert stake - after == stake * rho // PPM > 0
     assert e.client().get_access(bytes.fromhex(request_id))["status_name"] == "disputed"  # type: ignore[index]
+
+
+def test_proxy_publishing_a_wrong_cfrag_is_slashed(env: Env) -> None:
+    """node03's key publishes a wrong capsule fragment for a live grant: slashed, jailed;
+    the three honest proxies still deliver."""
+    e = env
+    e.helpers.stop("proxy-node02")  # two honest proxies run: no delivery before the bad cfrag
+    e.helpers.stop("proxy-node03")
+    node03 = e.cluster.node("node03").config
+    keys = load_node_keys(node03.home)
+    proxy = keys.get_account_public_key()
+    stake_before = int(e.client().get_account(proxy)["stake"])
+    request_id = str(e.data("request", e.shared["asset_a"], e.consumer)["request_id"])
+    rid = bytes.fromhex(request_id)
+    grant = wait_until(
+        lambda: next((g for g in e.client().get_proxy_grants(proxy, 0, 1000)["grants"]
+                      if g["request_id"] == request_id), None),
+        "the grant naming node03",
+    )
+    pk = umbral_pre.PublicKey.from_compressed_bytes
+    verifying, delegating, receiving = (
+        pk(bytes.fromhex(grant[k])) for k in ("verifying_pk", "delegating_pk", "receiving_pk")
+    )
+    kfrag = keywrap.open_kfrag(
+        keys.account_seed, bytes.fromhex(grant["kfrag"]), verifying, delegating, receiving
+    )
+    other = keywrap.wrap_key(delegating, b"some other key")
+    wrong = umbral_pre.reencrypt(umbral_pre.Capsule.from_bytes(other.capsule), kfrag)
+    raw = keywrap.compute_umbral_public_key_bytes
+    bad = keywrap.compute_signed_cfrag(
+        keys.account_seed, rid, bytes.fromhex(grant["capsule"]), bytes(wrong),
+        raw(verifying), raw(delegating), raw(receiving),
+    )
+    with NodeClient(e.node) as client:
+        sender = TxSender(client, keys.account_seed)
+        sender.submit_and_wait(TxKind.PUBLISH_CFRAG, [rid, bad])
+    doc = e.client().get_access(rid)
+    assert doc is not None and doc["grant"]["slashed_proxies"] == [proxy.hex()]
+    slash_ppm = json.loads((e.cluster.home / "genesis.json").read_text())["params"][
+        "slash_bad_cfrag_ppm"
+    ]
+    stake_after = int(e.client().get_account(proxy)["stake"])
+    assert stake_before - stake_after == stake_before * slash_ppm // PPM > 0
+    assert doc["status_name"] == "delivering"
+    e.helpers.start_proxy("node02")  # the third honest proxy completes the delivery
+    out = e.root / "out-a-slash.bin"
+    e.data("fetch", request_id, e.consumer, "--out", str(out))
+    assert out.read_bytes() == e.shared["plain_a"]
 
 
 def _windows(plain: bytes) -> list[bytes]:
