@@ -142,11 +142,12 @@ def process_register_executor(state: State, tx: t.Tx, env: Env) -> bytes:
             ReceiptCode.BAD_PARAMETER,
             f"executor stake {stake} is below the minimum {params.min_executor_stake}",
         )
-    if current is None:
-        executors = get_executor_list(state)
+    executors = get_executor_list(state)
+    if tx.sender not in executors:  # new, or registering again after unregistering
         if len(executors) >= MAX_EXECUTORS:
             raise _fail(ReceiptCode.INVALID_STATE, f"{MAX_EXECUTORS} executors already registered")
         state.put(schema.EXECUTORS_KEY, sorted([*executors, tx.sender]))
+    if current is None:
         current = Executor(0, 0, "", True, env.height, 0, 0, 0)
     if args.stake:
         _change_balance(state, tx.sender, -args.stake)

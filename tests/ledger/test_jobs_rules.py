@@ -289,6 +289,9 @@ def test_executor_registration_stake_and_unregistration() -> None:
     assert chain.run1(newcomer, TxKind.UNREGISTER_EXECUTOR, []).ok
     assert q.get_account(chain.state, newcomer.pub).balance - balance == 20 * TOKEN
     assert [a for a, _ in q.get_executors(chain.state)] == sorted(k.pub for k in EXECUTORS[:2])
+    assert chain.run1(newcomer, TxKind.REGISTER_EXECUTOR, [20 * TOKEN, FEE, ""]).ok  # again
+    assert newcomer.pub in [a for a, _ in q.get_executors(chain.state)]
+    assert q.get_executor(chain.state, newcomer.pub).stake == 20 * TOKEN  # type: ignore[union-attr]
     check_supply(chain)
 
 
