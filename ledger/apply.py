@@ -30,13 +30,14 @@ from ledger.errors import BlockError, ReceiptCode, RuleError
 from ledger.records import Account
 from ledger.rules import RULES, Env, RuleContext, process_begin_block
 from ledger.rules_data import DATA_RULES
+from ledger.rules_jobs import JOB_RULES
 from ledger.rules_kyc import KYC_RULES
 from ledger.state import State
 from ledger.tx import Tx, is_valid_tx_signature
 
 DEFAULT_CONTEXT = RuleContext()
 # The dispatch table: the core rules plus each feature's rule module.
-ALL_RULES = {**RULES, **DATA_RULES, **KYC_RULES}
+ALL_RULES = {**RULES, **DATA_RULES, **KYC_RULES, **JOB_RULES}
 
 
 class Receipt(NamedTuple):

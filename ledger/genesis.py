@@ -51,8 +51,17 @@ class Params:
     audit_timelock: int = 10
     audit_expiry: int = 1_000
     escrow_policy: str = "burn"
-    # -- data access (feat-data) --
+    # -- data access --
     slash_bad_cfrag_ppm: int = 100_000  # a proxy validator that publishes a wrong cfrag
+    # -- training jobs --
+    min_executor_stake: int = 10 * TOKEN  # stake an executor locks to be assigned jobs
+    job_replication: int = 2  # k: executors first assigned to a job
+    job_agreement: int = 2  # t: identical results needed to accept a job's result
+    job_max_executors: int = 8  # cap when disagreement doubles the assigned set
+    job_timeout: int = 600  # blocks until an unaccepted job may be expired (refund)
+    slash_executor_ppm: int = 500_000  # share of an outvoted executor's stake burned
+    job_executor_share_ppm: int = 300_000  # executors' part of the bid (D2M 30/70)
+    job_fixed_share_ppm: int = 200_000  # fixed participation part of the data part
 
     def to_wire(self) -> dict[str, Any]:
         """Return the parameters as a codec/JSON-encodable dict."""
@@ -95,6 +104,19 @@ def get_params_error(params: Params) -> str | None:
         return "params.access_timeout: must be at least 1"
     if params.audit_expiry <= params.audit_timelock:
         return "params.audit_expiry: must exceed audit_timelock"
+    # -- training jobs --
+    for name in ("slash_executor_ppm", "job_executor_share_ppm", "job_fixed_share_ppm"):
+        if getattr(params, name) > PPM:
+            return f"params.{name}: must be at most {PPM}"
+    if not 1 <= params.job_agreement <= params.job_replication <= params.job_max_executors:
+        return (
+            "params.job_agreement: need 1 <= job_agreement <= job_replication"
+            " <= job_max_executors"
+        )
+    if params.job_max_executors > 32:
+        return "params.job_max_executors: must be at most 32"
+    if params.job_timeout < 1:
+        return "params.job_timeout: must be at least 1"
     return None
 
 

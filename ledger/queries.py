@@ -16,7 +16,9 @@ from ledger.records import (
     AuditCfragRecord,
     AuditLogEntry,
     AuditRequestRecord,
+    Executor,
     GrantRecord,
+    Job,
     Kyc,
     KycKfragSet,
     PreKeyRecord,
@@ -24,6 +26,7 @@ from ledger.records import (
     Validator,
 )
 from ledger.rules import is_audit_releasable
+from ledger.rules_jobs import get_executor_list
 from ledger.state import State
 
 MAX_QUERY_ITEMS = 1_000
@@ -36,6 +39,10 @@ __all__ = [
     "get_asset",
     "get_audit_log",
     "get_audit_log_by_subject",
+    "get_executor",
+    "get_executor_jobs",
+    "get_executors",
+    "get_job",
     "get_kyc",
     "get_stake",
     "get_supply",
@@ -164,7 +171,7 @@ def get_audit_log_by_subject(
     return result
 
 
-# -- data access (feat-data) ---------------------------------------------------
+# -- data access ---------------------------------------------------
 
 
 def get_pre_key(state: State, account: bytes) -> PreKeyRecord | None:
@@ -255,3 +262,36 @@ def get_audit_cfrags(state: State, request_id: bytes) -> list[AuditCfragRecord]:
     """Return every cfrag posted for an audit request (bounded), valid or not."""
     prefix = schema.AUDIT_CFRAG + request_id
     return [value for _, value in state.iterate(prefix)[:MAX_QUERY_ITEMS]]
+
+
+# -- training jobs ----------------------------------------------------------------
+
+
+
+def get_job(state: State, job_id: bytes) -> Job | None:
+    """Return the training job record or None."""
+    value: Job | None = state.get(schema.job_key(job_id))
+    return value
+
+
+def get_executor(state: State, account: bytes) -> Executor | None:
+    """Return the executor record of ``account`` or None."""
+    value: Executor | None = state.get(schema.executor_key(account))
+    return value
+
+
+def get_executors(state: State) -> list[tuple[bytes, Executor]]:
+    """Return the registered executors (at most MAX_QUERY_ITEMS), sorted by account."""
+    result: list[tuple[bytes, Executor]] = []
+    for account in get_executor_list(state)[:MAX_QUERY_ITEMS]:
+        ex = get_executor(state, account)
+        if ex is not None:
+            result.append((account, ex))
+    return result
+
+
+def get_executor_jobs(state: State, account: bytes, limit: int = MAX_QUERY_ITEMS) -> list[bytes]:
+    """Return the ids of the open jobs assigned to executor ``account`` (bounded)."""
+    prefix = schema.EXECUTOR_JOB + account
+    items = state.iterate(prefix)[: min(limit, MAX_QUERY_ITEMS)]
+    return [key[len(prefix) :] for key, _height in items]

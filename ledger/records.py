@@ -148,7 +148,7 @@ class ChainRecord(NamedTuple):
     genesis_supply: int
 
 
-# -- data access (feat-data) --
+# -- data access --
 
 ACCESS_DELIVERING = 4  # granted by the provider, waiting for m valid cfrags
 
@@ -218,7 +218,7 @@ _TUPLE_RECORDS: dict[bytes, type[Any]] = {
     schema.KYC: Kyc,
     schema.AUDIT_REQUEST: AuditRequestRecord,
     schema.AUDIT_LOG: AuditLogEntry,
-    # -- data access (feat-data) --
+    # -- data access --
     schema.PRE_KEY: PreKeyRecord,
     schema.GRANT: GrantRecord,
     # KYC audit
@@ -264,3 +264,58 @@ def decode_record(key: bytes, raw: bytes) -> Any:
         return value
     except (codec.CodecError, TypeError) as exc:
         raise StoreError(f"corrupt record under {key.hex()}: {exc}") from exc
+
+
+# -- training jobs ---------------------------------------------------
+
+
+class Executor(NamedTuple):
+    """A registered executor: locked stake, fee per job, endpoint and counters."""
+
+    stake: int
+    fee: int
+    endpoint: str
+    active: bool  # False once unregistered or slashed below the minimum stake
+    height: int
+    open_jobs: int  # open jobs it is assigned to
+    accepted: int  # results it posted that were accepted
+    slashed: int  # times it was outvoted and slashed
+
+
+JOB_OPEN = "open"
+JOB_ACCEPTED = "accepted"
+JOB_EXPIRED = "expired"
+
+
+class Job(NamedTuple):
+    """A training job, its executors' posts and, once accepted, its anchored result.
+
+    ``posts`` holds ``[executor, digest, weights_hash, metric_ppm, contributions, kept_counts]``
+    in posting order; ``settlement`` is ``[buyer_refund, executor_payouts, provider_payouts]``
+    (payouts in ``agreed`` order and spec dataset order); ``quality`` the new q per dataset.
+    """
+
+    buyer: bytes
+    spec: bytes
+    spec_hash: bytes
+    validation_hash: bytes
+    validation_cipher_hash: bytes
+    bid: int
+    status: str
+    height: int
+    deadline: int
+    assigned: list[bytes]
+    posts: list[list[Any]]
+    agreed: list[bytes]
+    slashed: list[bytes]
+    digest: bytes
+    weights_hash: bytes
+    metric_ppm: int
+    contributions_ppm: list[int]
+    kept_counts: list[int]
+    settlement: list[Any]
+    quality: list[int]
+    closed_height: int
+
+
+_TUPLE_RECORDS.update({schema.EXECUTOR: Executor, schema.JOB: Job})

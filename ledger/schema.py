@@ -30,7 +30,7 @@ AUDIT_REQUEST = b"q"
 AUDIT_LOG = b"l"
 AUDIT_BY_SUBJECT = b"n"
 META = b"m"
-# -- data access (feat-data) --
+# -- data access --
 PRE_KEY = b"p"
 GRANT = b"g"
 CFRAG = b"f"
@@ -41,7 +41,7 @@ PROVIDER_REQUEST = b"y"
 KYC_KFRAGS = b"z"
 AUDIT_CFRAG = b"w"
 
-STATE_PREFIXES = (
+STATE_PREFIXES: tuple[bytes, ...] = (
     ACCOUNT,
     VALIDATOR,
     ASSET,
@@ -54,7 +54,7 @@ STATE_PREFIXES = (
     AUDIT_LOG,
     AUDIT_BY_SUBJECT,
     META,
-    # -- data access (feat-data) --
+    # -- data access --
     PRE_KEY,
     GRANT,
     CFRAG,
@@ -173,7 +173,7 @@ def certificate_key(height: int) -> bytes:
     return CERTIFICATE + _u64(height)
 
 
-# -- data access (feat-data) -------------------------------------------------
+# -- data access -------------------------------------------------
 
 
 def pre_key_key(account: bytes) -> bytes:
@@ -209,3 +209,29 @@ def provider_request_key(provider: bytes, height: int, request_id: bytes) -> byt
 def is_state_key(key: bytes) -> bool:
     """Return True iff ``key`` belongs to the digested state."""
     return key[:1] in STATE_PREFIXES
+
+
+# -- training jobs ---------------------------------------------------
+
+EXECUTOR = b"t"
+JOB = b"j"
+EXECUTOR_JOB = b"i"  # index: executor || job id -> height, for each open assigned job
+STATE_PREFIXES = (*STATE_PREFIXES, EXECUTOR, JOB, EXECUTOR_JOB)
+if len(set(STATE_PREFIXES)) != len(STATE_PREFIXES):  # two features claimed one prefix
+    raise RuntimeError(f"duplicate state key prefixes in {STATE_PREFIXES}")
+EXECUTORS_KEY = META + b"executors"  # sorted list of registered executor accounts
+
+
+def executor_key(account: bytes) -> bytes:
+    """Key of an executor record (32-byte account key)."""
+    return EXECUTOR + account
+
+
+def job_key(job_id: bytes) -> bytes:
+    """Key of a training job record (the job id is its SUBMIT_JOB tx hash)."""
+    return JOB + job_id
+
+
+def executor_job_key(account: bytes, job_id: bytes) -> bytes:
+    """Key marking ``job_id`` as an open job assigned to executor ``account``."""
+    return EXECUTOR_JOB + account + job_id

@@ -62,7 +62,7 @@ class TxKind(IntEnum):
     AUDIT_OBJECT = 16
     AUDIT_RELEASE = 17
     RETIRE_ASSET = 18
-    # -- data access (feat-data): 19-24 --
+    # -- data access: 19-24 --
     REGISTER_PRE_KEY = 19
     GRANT_ACCESS = 20
     PUBLISH_CFRAG = 21
@@ -70,6 +70,12 @@ class TxKind(IntEnum):
     # KYC audit (25-29)
     KYC_KFRAGS = 25
     AUDIT_CFRAG = 26
+    # -- training jobs : 30-39 --
+    REGISTER_EXECUTOR = 30
+    SUBMIT_JOB = 31
+    POST_RESULT = 32
+    EXPIRE_JOB = 33
+    UNREGISTER_EXECUTOR = 34
 
 
 class Transfer(NamedTuple):
@@ -204,7 +210,7 @@ class AuditRelease(NamedTuple):
     request_id: bytes
 
 
-# -- data access (feat-data) --
+# -- data access --
 
 
 class RegisterPreKey(NamedTuple):
@@ -235,6 +241,8 @@ class RevokeAsset(NamedTuple):
     """The provider stops every further request and grant for an asset."""
 
     asset_id: bytes
+
+
 # -- KYC audit ------------------------------------------------------------------
 
 
@@ -257,6 +265,48 @@ class AuditCfrag(NamedTuple):
     field: str
     signed_cfrag: bytes
 
+
+# -- training jobs --------------------------------------------------------------
+MAX_SPEC_SIZE = 16 * 1024
+MAX_ENDPOINT_LEN = 256
+
+
+class RegisterExecutor(NamedTuple):
+    """Register as executor (or top up): lock ``stake``, declare ``fee`` and an HTTP endpoint."""
+
+    stake: int
+    fee: int
+    endpoint: str
+
+
+class SubmitJob(NamedTuple):
+    """Post a training job: canonical spec bytes, validation data hashes, one grant per dataset."""
+
+    spec: bytes
+    validation_hash: bytes  # SHA-256 of the validation dataset bytes
+    validation_cipher_hash: bytes  # SHA-256 of its encrypted blob
+    grant_ids: list[Any]  # the buyer's access grant for each dataset, in spec order
+
+
+class PostResult(NamedTuple):
+    """An assigned executor's result for a job (contributions may be negative)."""
+
+    job_id: bytes
+    digest: bytes
+    weights_hash: bytes
+    metric_ppm: int
+    contributions_ppm: list[Any]
+    kept_counts: list[Any]
+
+
+class ExpireJob(NamedTuple):
+    """Close a job that reached its deadline without an accepted result (refund)."""
+
+    job_id: bytes
+
+
+class UnregisterExecutor(NamedTuple):
+    """Return the sender's executor stake once it has no open job."""
 
 
 # Field specs: "b32" 32 bytes; "uint" integer >= 0; ("bytes", n) at most n bytes;
@@ -301,7 +351,7 @@ PAYLOAD_FIELDS: dict[TxKind, tuple[type[Any], tuple[Any, ...]]] = {
     TxKind.AUDIT_OBJECT: (AuditObject, (_B32, ("str", MAX_TEXT_LEN))),
     TxKind.AUDIT_RELEASE: (AuditRelease, (_B32,)),
     TxKind.RETIRE_ASSET: (RetireAsset, (_B32,)),
-    # -- data access (feat-data) --
+    # -- data access --
     TxKind.REGISTER_PRE_KEY: (
         RegisterPreKey,
         (("bytes", UMBRAL_KEY_SIZE), ("bytes", UMBRAL_KEY_SIZE)),
@@ -321,6 +371,12 @@ PAYLOAD_FIELDS: dict[TxKind, tuple[type[Any], tuple[Any, ...]]] = {
         AuditCfrag,
         (_B32, ("str", MAX_TAG_LEN), ("bytes", MAX_SIGNED_CFRAG_SIZE)),
     ),
+    # -- training jobs  --
+    TxKind.REGISTER_EXECUTOR: (RegisterExecutor, (_UINT, _UINT, ("str", MAX_ENDPOINT_LEN))),
+    TxKind.SUBMIT_JOB: (SubmitJob, (("bytes", MAX_SPEC_SIZE), _B32, _B32, _LIST)),
+    TxKind.POST_RESULT: (PostResult, (_B32, _B32, _B32, _UINT, _LIST, _LIST)),
+    TxKind.EXPIRE_JOB: (ExpireJob, (_B32,)),
+    TxKind.UNREGISTER_EXECUTOR: (UnregisterExecutor, ()),
 }
 
 _UINT_MAX = (1 << 128) - 1

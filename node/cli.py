@@ -26,7 +26,7 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("version", "node.cmd_version", "print the version and the installed component versions"),
     ("sim", "consensus.sim.cmd", "run seeded consensus cluster simulations and check invariants"),
     ("bench", "node.cmd_bench", "benchmark a cluster: throughput, latency, settlement, CPU"),
-    # -- data access (feat-data) --
+    # -- data access --
     ("proxy", "node.cmd_proxy", "run the proxy service (re-encryption work) beside a node"),
     ("wallet", "node.cmd_wallet", "create or show a wallet (account seed and Umbral keys)"),
     ("data", "node.cmd_data", "publish, request, fetch, dispute, revoke or fail data assets"),
@@ -35,6 +35,9 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("kyc", "node.cmd_kyc", "register a subject's sealed KYC credential; issue auditor kfrags"),
     ("audit", "node.cmd_audit", "KYC_Audit: request, approve, object, status, decrypt"),
     ("governance", "node.cmd_governance", "k-of-n governance actions: auditors, parameters"),
+    # -- training jobs --
+    ("job", "node.cmd_job", "submit a training job, show its status, fetch its model"),
+    ("executor", "node.cmd_executor", "run a training-job executor (registers, trains, posts)"),
 ]
 
 

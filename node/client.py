@@ -138,7 +138,7 @@ class NodeClient:
         except httpx.HTTPError as exc:
             raise ClientError("unreachable", str(exc)) from exc
 
-    # -- data access (feat-data) --
+    # -- data access --
 
     def get_pre_key(self, account: bytes) -> dict[str, Any] | None:
         """Return the account's registered Umbral keys (hex), or None if none is registered."""
@@ -175,3 +175,11 @@ class NodeClient:
         return dict(
             self._request("GET", f"/v1/providers/{provider.hex()}/requests", params=params)
         )
+    # -- training jobs --
+    def get_job(self, job_id: bytes) -> dict[str, Any]:
+        """Return a training job document (raises ClientError unknown_job if none)."""
+        return dict(self._request("GET", f"/v1/jobs/{job_id.hex()}"))
+
+    def get_executor(self, account: bytes) -> dict[str, Any]:
+        """Return an executor document (raises ClientError unknown_executor if none)."""
+        return dict(self._request("GET", f"/v1/executors/{account.hex()}"))

@@ -92,7 +92,7 @@ class NodeService(Protocol):
         """Return the Prometheus exposition text."""
         ...
 
-    # -- data access (feat-data) --
+    # -- data access --
 
     def get_pre_key(self, account: bytes) -> dict[str, Any] | None:
         """Return the account's registered Umbral keys, or None."""
@@ -114,6 +114,13 @@ class NodeService(Protocol):
 
     def get_blob_store(self) -> BlobStore:
         """Return the node's content-addressed blob store."""
+    # -- training jobs --
+    def get_job(self, job_id: bytes) -> dict[str, Any] | None:
+        """Return a training job document, or None."""
+        ...
+
+    def get_executor(self, account: bytes) -> dict[str, Any] | None:
+        """Return an executor document with its open jobs, or None."""
         ...
 
 
@@ -266,7 +273,7 @@ def create_app(service: NodeService) -> FastAPI:
     async def get_metrics() -> Response:
         return Response(service.get_metrics_text(), media_type="text/plain; version=0.0.4")
 
-    # -- data access (feat-data) ------------------------------------------------
+    # -- data access ------------------------------------------------
 
     @app.get("/v1/accounts/{account}/pre_key", summary="An account's registered Umbral keys")
     async def get_pre_key(account: str) -> Response:
@@ -320,6 +327,20 @@ def create_app(service: NodeService) -> FastAPI:
         except BlobNotFoundError:
             return Response(status_code=404)
         return Response(headers={"content-length": str(size)})
+    # -- training jobs --
+    @app.get("/v1/jobs/{job_id}", summary="A training job: executors, posts, result, settlement")
+    async def get_job(job_id: str) -> Response:
+        raw = _parse_hex(job_id, 32, "job id")
+        if isinstance(raw, JSONResponse):
+            return raw
+        return _doc_or_404(service.get_job(raw), "unknown_job", "no such job")
+
+    @app.get("/v1/executors/{account}", summary="A registered executor and its open jobs")
+    async def get_executor(account: str) -> Response:
+        raw = _parse_hex(account, 32, "account")
+        if isinstance(raw, JSONResponse):
+            return raw
+        return _doc_or_404(service.get_executor(raw), "unknown_executor", "no such executor")
 
     # KYC audit routes (node/kyc_api.py)
     from node.kyc_api import register_kyc_routes

@@ -11,7 +11,7 @@ from node.proxy_data import create_data_handler
 from node.proxy_service import HandlerFactory
 
 PROXY_HANDLERS: list[HandlerFactory] = [
-    # -- data access (feat-data) --
+    # -- data access --
     create_data_handler,
     AuditProxyHandler,  # KYC audit (node/proxy_audit.py)
 ]

@@ -77,6 +77,7 @@ from ledger.tx import TxKind, compute_signed_tx, decode_tx, get_tx_error, is_val
 from node.blobstore import BlobStore
 from node.config import NodeConfig
 from node.http_api import TxRejectedError, create_app, serve_http
+from node.jobs_doc import get_executor_doc, get_job_doc
 from node.keys import NodeKeys
 from node.mempool import Mempool, MempoolEntry, MempoolFullError
 from node.metrics import NodeMetrics
@@ -977,7 +978,7 @@ class Node:
         self.metrics.height.set(self.ledger.state.height)
         return self.metrics.render()
 
-    # -- data access (feat-data) ------------------------------------------------
+    # -- data access ------------------------------------------------
 
     def get_pre_key(self, account: bytes) -> dict[str, Any] | None:
         """Return the account's registered Umbral key and verifying key as hex, or None."""
@@ -1088,6 +1089,15 @@ class Node:
                 }
             )
         return {"height": state.height, "requests": items}
+
+    # -- training jobs --
+    def get_job(self, job_id: bytes) -> dict[str, Any] | None:
+        """Return a training job document, or None."""
+        return get_job_doc(self.ledger.state, job_id)
+
+    def get_executor(self, account: bytes) -> dict[str, Any] | None:
+        """Return an executor document with its open jobs, or None."""
+        return get_executor_doc(self.ledger.state, account)
 
 
 ACCESS_STATUS_NAMES = {

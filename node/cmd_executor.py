@@ -1,0 +1,86 @@
+"""``dmchain executor run``: a long-running training-job executor (see node.executor_service)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from ledger.genesis import TOKEN
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the wallet, node, data paths, stake and fee."""
+    parser.add_argument("action", choices=["run"])
+    parser.add_argument("--wallet", type=Path, required=True,
+                        help="wallet directory (dmchain wallet new): datasets come through "
+                        "access grants; or a file holding a private seed (hex): datasets "
+                        "come from keys sealed to the executor in --key-dir")
+    parser.add_argument("--node", default="http://127.0.0.1:26700", help="node API URL")
+    parser.add_argument("--work-dir", type=Path, default=Path("executor-work"),
+                        help="job inputs, results and models")
+    parser.add_argument("--blob-dir", type=Path, default=None,
+                        help="local blob store (default WORK_DIR/blobs); missing blobs are "
+                        "fetched from --blob-nodes")
+    parser.add_argument("--blob-nodes", default=None, help="blob node URLs, comma separated")
+    parser.add_argument("--key-dir", type=Path, required=True,
+                        help="directory of validation (and seed-wallet dataset) keys sealed "
+                        "to this executor")
+    parser.add_argument("--stake", type=int, default=10 * TOKEN, help="base units to lock")
+    parser.add_argument("--fee", type=int, default=TOKEN, help="fee per job, base units")
+    parser.add_argument("--listen", default="127.0.0.1:0",
+                        help="HOST:PORT of the model server (port 0: any free port)")
+    parser.add_argument("--poll", type=float, default=0.5, help="seconds between polls")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the executor until SIGTERM/SIGINT; 1 with a clear message on a setup error."""
+    # imported here: the service pulls in torch, which `dmchain --help` must not pay for
+    from node import data_client as dc
+    from node.blobstore import BlobStore
+    from node.client import ClientError, NodeClient
+    from node.executor_service import (
+        ExecutorConfig,
+        ExecutorError,
+        ExecutorService,
+        install_signal_handlers,
+    )
+    from node.job_grant_source import GrantPathSource
+    from node.jobdata import DatasetSource, SealedKeySource
+    from node.wallet import WalletError, load_wallet
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    urls = dc.compute_blob_urls(args.node, args.blob_nodes)
+
+    def fetch_blob(name: str, dest: Path) -> None:
+        dc.download_blob(urls, name, dest)
+
+    try:
+        wallet = load_wallet(args.wallet) if args.wallet.is_dir() else None
+        seed = wallet.seed if wallet else bytes.fromhex(args.wallet.read_text().strip())
+        if len(seed) != 32:
+            raise ValueError("a private seed is 32 bytes (64 hex characters)")
+        store = BlobStore(args.blob_dir or args.work_dir / "blobs")
+        sealed = SealedKeySource(store, args.key_dir, seed, fetch_blob)
+        datasets: DatasetSource = sealed
+        if wallet is not None:
+            datasets = GrantPathSource(
+                NodeClient(args.node, timeout=60.0), wallet, urls, args.work_dir / "datasets"
+            )
+        host, _, port = args.listen.rpartition(":")
+        config = ExecutorConfig(
+            seed=seed, node_url=args.node, work_dir=args.work_dir, stake=args.stake,
+            fee=args.fee, listen_host=host or "127.0.0.1", listen_port=int(port),
+            poll_s=args.poll,
+        )
+        service = ExecutorService(config, datasets, sealed)
+    except (OSError, ValueError, WalletError, ClientError) as exc:
+        print(f"executor: error: {exc}")
+        return 1
+    install_signal_handlers(service)
+    try:
+        service.run()
+    except (ClientError, ExecutorError) as exc:
+        print(f"executor: error: {exc}")
+        return 1
+    return 0
