@@ -9,6 +9,13 @@ moved to ``<root>/quarantine``, never served as if it were good.
 
 Only names of exactly 64 hex characters are accepted, so no request can
 reach a path outside the store.
+
+The store may be given a quota on the total bytes of its blobs
+(``max_total_bytes``). The running total is computed once from the directory
+when the store opens and kept up to date on every put, delete and quarantine
+under a lock, so concurrent puts can never together exceed the quota; a put
+that would is refused with :class:`BlobStoreFullError`. Storing a blob that is
+already present never counts its bytes twice.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import io
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -49,6 +57,10 @@ class BlobHashMismatchError(BlobStoreError, ValueError):
     """The written bytes do not hash to the expected SHA-256."""
 
 
+class BlobStoreFullError(BlobStoreError):
+    """Storing the blob would take the store past its total-bytes quota."""
+
+
 class BlobCorruptError(BlobStoreError):
     """A stored file no longer hashes to its name; it has been quarantined."""
 
@@ -67,17 +79,86 @@ def _check_name(name: str) -> str:
 class BlobStore:
     """A directory of blobs named by their SHA-256."""
 
-    def __init__(self, root: Path | str, max_blob_size: int = DEFAULT_MAX_BLOB_SIZE) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        max_blob_size: int = DEFAULT_MAX_BLOB_SIZE,
+        max_total_bytes: int | None = None,
+    ) -> None:
+        """Open (creating if needed) the store at ``root``.
+
+        ``max_total_bytes`` bounds the total size of stored blobs (None: no
+        quota). The current total is computed once here from the directory.
+        """
         if max_blob_size < 0:
             raise ValueError("max_blob_size must be non-negative")
+        if max_total_bytes is not None and max_total_bytes < 0:
+            raise ValueError("max_total_bytes must be non-negative")
         self.root = Path(root)
         self.max_blob_size = max_blob_size
+        self.max_total_bytes = max_total_bytes
         self._blobs = self.root / "blobs"
         self._tmp = self.root / "tmp"
         self._quarantine = self.root / "quarantine"
         for directory in (self._blobs, self._tmp, self._quarantine):
             directory.mkdir(parents=True, exist_ok=True)
         self.remove_stale_temp_files()
+        self._lock = threading.Lock()
+        self._total_bytes = self._compute_total_bytes()
+
+    def _compute_total_bytes(self) -> int:
+        total = 0
+        for bucket in self._blobs.iterdir():
+            if not bucket.is_dir():
+                continue
+            for entry in bucket.iterdir():
+                if is_blob_name(entry.name) and entry.name[:2] == bucket.name:
+                    with contextlib.suppress(FileNotFoundError):
+                        total += entry.stat().st_size
+        return total
+
+    def get_total_bytes(self) -> int:
+        """Return the total size in bytes of the blobs stored (quarantined ones excluded)."""
+        with self._lock:
+            return self._total_bytes
+
+    def is_room_for(self, size: int) -> bool:
+        """Return True iff a new blob of ``size`` bytes fits under the quota right now.
+
+        Advisory only (for refusing early); the binding check happens when the
+        blob is moved into place.
+        """
+        if self.max_total_bytes is None:
+            return True
+        with self._lock:
+            return self._total_bytes + size <= self.max_total_bytes
+
+    def _install(self, tmp_path: Path, name: str) -> None:
+        """Move a verified temporary file into place as ``name``, enforcing the quota.
+
+        A blob already present is replaced by the (identical, verified) new
+        bytes and counted once; a new blob that would take the total past
+        ``max_total_bytes`` raises BlobStoreFullError and nothing is stored.
+        """
+        final = self._path(name)
+        size = tmp_path.stat().st_size
+        with self._lock:
+            try:
+                previous: int | None = final.stat().st_size
+            except FileNotFoundError:
+                previous = None
+            if (
+                previous is None
+                and self.max_total_bytes is not None
+                and self._total_bytes + size > self.max_total_bytes
+            ):
+                raise BlobStoreFullError(
+                    f"storing {size} bytes would exceed the blob store quota of "
+                    f"{self.max_total_bytes} bytes ({self._total_bytes} in use)"
+                )
+            final.parent.mkdir(exist_ok=True)
+            os.replace(tmp_path, final)
+            self._total_bytes += size - (previous or 0)
 
     def remove_stale_temp_files(self) -> int:
         """Delete temporary files left by an interrupted write; return how many.
@@ -98,9 +179,10 @@ class BlobStore:
     def put_stream(self, src: BinaryIO, expected_sha256: str | None = None) -> str:
         """Store the bytes of ``src`` and return their SHA-256 hex.
 
-        Raises BlobTooLargeError past ``max_blob_size`` and BlobHashMismatchError
-        if ``expected_sha256`` is given and differs; nothing is stored then.
-        Storing a blob that already exists is a no-op that returns its name.
+        Raises BlobTooLargeError past ``max_blob_size``, BlobHashMismatchError
+        if ``expected_sha256`` is given and differs, and BlobStoreFullError past
+        the quota; nothing is stored then. Storing a blob that already exists
+        returns its name and does not count its bytes again.
         """
         if expected_sha256 is not None:
             _check_name(expected_sha256)
@@ -126,9 +208,7 @@ class BlobStore:
             name = hasher.hexdigest()
             if expected_sha256 is not None and name != expected_sha256:
                 raise BlobHashMismatchError(f"blob hashes to {name}, expected {expected_sha256}")
-            final = self._path(name)
-            final.parent.mkdir(exist_ok=True)
-            os.replace(tmp_path, final)
+            self._install(tmp_path, name)
             return name
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -143,7 +223,9 @@ class BlobStore:
         """Move a fully written temporary file into place as blob ``name`` after re-hashing it.
 
         Raises BlobHashMismatchError (the file is deleted) if it does not hash
-        to ``name``, BlobTooLargeError past the size limit. Returns ``name``.
+        to ``name``, BlobTooLargeError past the size limit, BlobStoreFullError
+        past the quota (a blob already present is not counted again). Returns
+        ``name``.
         """
         _check_name(name)
         try:
@@ -155,9 +237,7 @@ class BlobStore:
                     hasher.update(part)
             if hasher.hexdigest() != name:
                 raise BlobHashMismatchError(f"blob hashes to {hasher.hexdigest()}, expected {name}")
-            final = self._path(name)
-            final.parent.mkdir(exist_ok=True)
-            os.replace(tmp_path, final)
+            self._install(tmp_path, name)
             return name
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -181,8 +261,11 @@ class BlobStore:
             raise BlobNotFoundError(name) from exc
 
     def _quarantine_file(self, name: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.replace(self._path(name), self._quarantine / name)
+        path = self._path(name)
+        with self._lock, contextlib.suppress(FileNotFoundError):
+            size = path.stat().st_size
+            os.replace(path, self._quarantine / name)
+            self._total_bytes -= size
 
     def iter_blob(self, name: str, chunk_size: int = READ_CHUNK_SIZE) -> Iterator[bytes]:
         """Yield the bytes of blob ``name`` and re-verify its hash.
@@ -242,11 +325,15 @@ class BlobStore:
         return True
 
     def delete(self, name: str) -> bool:
-        """Delete blob ``name``; return True if it existed."""
-        try:
-            self._path(name).unlink()
-        except FileNotFoundError:
-            return False
+        """Delete blob ``name``; return True if it existed (its bytes leave the total)."""
+        path = self._path(name)
+        with self._lock:
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                return False
+            self._total_bytes -= size
         return True
 
     def list_names(self, limit: int = MAX_LIST) -> list[str]:

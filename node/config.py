@@ -35,6 +35,7 @@ class Limits:
     peer_queue_frames: int = 20_000
     http_max_body_bytes: int = 1024 * 1024
     blob_max_bytes: int = 256 * 1024 * 1024
+    blob_store_max_bytes: int = 8 * 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,11 @@ def _get_limits(raw: Any) -> Limits:
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ConfigError(f"limits.{key} must be a positive integer, got {value!r}")
         values[key] = value
+    if values["blob_store_max_bytes"] < values["blob_max_bytes"]:
+        raise ConfigError(
+            "limits.blob_store_max_bytes must be at least limits.blob_max_bytes "
+            f"({values['blob_max_bytes']}), got {values['blob_store_max_bytes']}"
+        )
     return Limits(**values)
 
 

@@ -26,6 +26,7 @@ from node.blobstore import (
     BlobHashMismatchError,
     BlobNotFoundError,
     BlobStore,
+    BlobStoreFullError,
     BlobTooLargeError,
     is_blob_name,
 )
@@ -350,13 +351,23 @@ def create_app(service: NodeService) -> FastAPI:
 
 
 async def _put_blob(store: BlobStore, name: str, request: Request) -> Response:
-    """Stream a PUT body into the store; 400 on a bad name or hash, 413 past the size limit."""
+    """Stream a PUT body into the store; 400 on a bad name or hash, 413 past the size limit,
+    507 when a new blob would take the store past its total quota (a blob already
+    stored is accepted again without being counted twice)."""
     if not is_blob_name(name):
         return _error(400, "bad_blob_name", "a blob name is 64 lowercase hex characters")
     limit = store.max_blob_size
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         return _error(413, "blob_too_large", f"blob over the node's limit of {limit} bytes")
+    present = store.has(name)
+    if (
+        not present
+        and declared is not None
+        and declared.isdigit()
+        and not store.is_room_for(int(declared))
+    ):
+        return _store_full(name, store)
     fd, tmp_path = store.create_temp_file()
     hasher = hashlib.sha256()
     size = 0
@@ -368,18 +379,33 @@ async def _put_blob(store: BlobStore, name: str, request: Request) -> Response:
                     logger.info("event=blob_refused name=%s reason=too_large", name)
                     detail = f"blob over the node's limit of {limit} bytes"
                     return _error(413, "blob_too_large", detail)
+                if not present and not store.is_room_for(size):
+                    return _store_full(name, store)
                 hasher.update(chunk)
                 out.write(chunk)
         if hasher.hexdigest() != name:
             logger.info("event=blob_refused name=%s reason=hash_mismatch", name)
             return _error(400, "hash_mismatch", f"body hashes to {hasher.hexdigest()}, not {name}")
         await trio.to_thread.run_sync(store.adopt_temp_file, tmp_path, name)
+    except BlobStoreFullError:
+        return _store_full(name, store)
     except (BlobHashMismatchError, BlobTooLargeError) as exc:
         return _error(400, "blob_refused", str(exc))
     finally:
         tmp_path.unlink(missing_ok=True)
     logger.info("event=blob_stored name=%s size=%d", name, size)
     return JSONResponse({"name": name, "size": size}, status_code=201)
+
+
+def _store_full(name: str, store: BlobStore) -> Response:
+    """Log and answer a put refused because the blob store is at its quota (507)."""
+    logger.info("event=blob_refused name=%s reason=store_full", name)
+    return _error(
+        507,
+        "blob_store_full",
+        f"the node's blob store is full (quota {store.max_total_bytes} bytes); "
+        "store the blob on another node",
+    )
 
 
 async def _get_blob(store: BlobStore, name: str) -> Response:

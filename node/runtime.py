@@ -993,10 +993,15 @@ class Node:
         }
 
     def get_blob_store(self) -> BlobStore:
-        """Return the blob store under ``<data>/blobs`` (created on first use)."""
+        """Return the blob store under ``<data>/blobs`` (created on first use), bounded by
+        ``limits.blob_max_bytes`` per blob and ``limits.blob_store_max_bytes`` in total."""
         store: BlobStore | None = getattr(self, "_blob_store", None)
         if store is None:
-            store = BlobStore(self.config.data_path / "blobs", self.config.limits.blob_max_bytes)
+            store = BlobStore(
+                self.config.data_path / "blobs",
+                self.config.limits.blob_max_bytes,
+                self.config.limits.blob_store_max_bytes,
+            )
             self._blob_store = store
         return store
 
