@@ -6,7 +6,8 @@ subject's sealed credential (:class:`pre.kyc.SealedCredential`, held in the
 KYC record's ``capsule``), each sealed to one proxy and made for the auditor's
 registered PRE key (REGISTER_PRE_KEY). Proxies are distinct active
 validators, ``1 <= m <= n <= MAX_KFRAG_PROXIES``; a transaction names each
-field of the credential at most once. Because a node admits transactions of
+field of the credential at most once (names of at most ``MAX_KYC_FIELD_NAME``
+characters, the bound credentials and audit requests use). Because a node admits transactions of
 a few KiB only, a set may be posted in parts: a part with the same threshold,
 proxies and keys as the recorded set adds (or replaces) its fields; a part
 with other parameters replaces the whole set (e.g. after a re-registration).
@@ -87,6 +88,11 @@ def _check_kfrag_fields(
         ):
             raise _fail(ReceiptCode.BAD_PARAMETER, "each field must be [name, [sealed kfrags]]")
         name, kfrags = item
+        if not 1 <= len(name) <= t.MAX_KYC_FIELD_NAME:
+            raise _fail(
+                ReceiptCode.BAD_PARAMETER,
+                f"field names are 1..{t.MAX_KYC_FIELD_NAME} characters, got {len(name)}",
+            )
         if name not in known:
             raise _fail(ReceiptCode.BAD_PARAMETER, f"credential has no field {name!r}")
         if name in seen:

@@ -32,6 +32,9 @@ MAX_COMMITMENT_SIZE = 64
 MAX_SIGNATURES = 64
 MAX_TAGS = 16
 MAX_TAG_LEN = 32
+# KYC credential field names, one bound everywhere they appear: credentials
+# (pre/kyc.py), KYC_KFRAGS field entries, AUDIT_REQUEST fields, AUDIT_CFRAG field.
+MAX_KYC_FIELD_NAME = 64
 MAX_TEXT_LEN = 256
 MAX_FIELDS = 16
 MAX_CHAIN_ID_LEN = 64
@@ -345,7 +348,7 @@ PAYLOAD_FIELDS: dict[TxKind, tuple[type[Any], tuple[Any, ...]]] = {
     TxKind.KYC_REGISTER: (KycRegister, (_B32, _B32, ("bytes", MAX_CAPSULE_SIZE))),
     TxKind.AUDIT_REQUEST: (
         AuditRequest,
-        (_B32, _B32, ("strs", MAX_FIELDS, MAX_TAG_LEN), ("str", MAX_TEXT_LEN)),
+        (_B32, _B32, ("strs", MAX_FIELDS, MAX_KYC_FIELD_NAME), ("str", MAX_TEXT_LEN)),
     ),
     TxKind.AUDIT_APPROVE: (AuditApprove, (_B32,)),
     TxKind.AUDIT_OBJECT: (AuditObject, (_B32, ("str", MAX_TEXT_LEN))),
@@ -369,7 +372,7 @@ PAYLOAD_FIELDS: dict[TxKind, tuple[type[Any], tuple[Any, ...]]] = {
     ),
     TxKind.AUDIT_CFRAG: (
         AuditCfrag,
-        (_B32, ("str", MAX_TAG_LEN), ("bytes", MAX_SIGNED_CFRAG_SIZE)),
+        (_B32, ("str", MAX_KYC_FIELD_NAME), ("bytes", MAX_SIGNED_CFRAG_SIZE)),
     ),
     # -- training jobs  --
     TxKind.REGISTER_EXECUTOR: (RegisterExecutor, (_UINT, _UINT, ("str", MAX_ENDPOINT_LEN))),

@@ -28,6 +28,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from consensus.codec import CodecError, decode, encode
+from ledger.tx import MAX_KYC_FIELD_NAME
 from pre.aead import KEY_SIZE
 from pre.keywrap import (
     KeyWrapError,
@@ -46,7 +47,7 @@ MAX_CREDENTIAL_SIZE = 256 * 1024
 MAX_FIELDS = 64
 MAX_SEALED_CREDENTIAL_SIZE = 1024 * 1024
 VAULT_SEED_SIZE = 32
-_FIELD_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_FIELD_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _FIELD_KEY_LABEL = b"dmchain/kyc/field-key/v1:"
 _SIGNER_LABEL = b"dmchain/kyc/signer/v1"
 _FIELD_AD = b"dmchain/kyc/field/v1"
@@ -117,6 +118,9 @@ class SealedCredential:
                 raise KycError(
                     "sealed field must be [name, delegating_pk, wrapped_key, ciphertext]"
                 )
+            name_error = get_field_name_error(item[0])
+            if name_error is not None:
+                raise KycError(name_error)
             try:
                 wrapped = WrappedKey.from_bytes(item[2])
             except KeyWrapError as exc:
@@ -192,6 +196,30 @@ def compute_subject_signer(vault_seed: bytes) -> umbral_pre.Signer:
     return umbral_pre.Signer(_factory(vault_seed).make_key(_SIGNER_LABEL))
 
 
+def get_field_name_error(name: Any) -> str | None:
+    """Return None iff ``name`` is a valid credential field name, else why not.
+
+    A valid name is 1..MAX_KYC_FIELD_NAME characters of ``[A-Za-z0-9_.-]``, the
+    same bound the ledger applies to field names in KYC_KFRAGS, AUDIT_REQUEST
+    and AUDIT_CFRAG, so every field that can be registered can be audited.
+    """
+    if not isinstance(name, str) or not name:
+        return "a credential field name must be a non-empty string"
+    if len(name) > MAX_KYC_FIELD_NAME:
+        return (
+            f"credential field name {name[:MAX_KYC_FIELD_NAME]!r}... is {len(name)} characters; "
+            f"field names are at most {MAX_KYC_FIELD_NAME}"
+        )
+    if not _FIELD_NAME.fullmatch(name):
+        return f"credential field name {name!r} may only use the characters [A-Za-z0-9_.-]"
+    return None
+
+
+def is_field_name(name: Any) -> bool:
+    """Return True iff ``name`` is a valid credential field name (see get_field_name_error)."""
+    return get_field_name_error(name) is None
+
+
 def get_credential_fields(credential_json: bytes) -> dict[str, Any]:
     """Parse a credential: a JSON object of at most MAX_FIELDS named fields.
 
@@ -208,8 +236,9 @@ def get_credential_fields(credential_json: bytes) -> dict[str, Any]:
     if len(value) > MAX_FIELDS:
         raise KycError(f"credential has more than {MAX_FIELDS} fields")
     for name in value:
-        if not _FIELD_NAME.match(name):
-            raise KycError(f"field name {name!r} must match [A-Za-z0-9_.-]{{1,64}}")
+        error = get_field_name_error(name)
+        if error is not None:
+            raise KycError(error)
     return value
 
 
