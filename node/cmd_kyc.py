@@ -22,8 +22,8 @@ from typing import Any
 
 import umbral_pre
 
-from ledger.rules_kyc import MAX_KFRAG_PROXIES
-from ledger.tx import TxKind
+from ledger.rules_kyc import MAX_KFRAG_FIELDS, MAX_KFRAG_PROXIES
+from ledger.tx import MAX_KYC_FIELD_NAME, TxKind
 from node.client import ClientError
 from node.kyc_client import KycClient
 from node.kyc_tools import (
@@ -121,12 +121,22 @@ def process_issue_kfrags(
         list(proxies),
     ]
     items = [[name, [k.sealed for k in ks]] for name, ks in sorted(kfrags.items())]
-    per_tx = max(1, KFRAG_TX_BUDGET // (len(proxies) * SEALED_KFRAG_BYTES))
     doc: dict[str, Any] = {}
-    for start in range(0, len(items), per_tx):  # parts with one parameter set merge on chain
-        part = [*head, items[start : start + per_tx]]
-        doc = process_sign_submit(client, seed, TxKind.KYC_KFRAGS, part, timeout)
+    for fields in compute_kfrag_parts(items, len(proxies)):  # parts with one parameter set merge
+        doc = process_sign_submit(client, seed, TxKind.KYC_KFRAGS, [*head, fields], timeout)
     return doc
+
+
+def compute_kfrag_parts(items: list[list[Any]], proxies: int) -> list[list[list[Any]]]:
+    """Split ``[[field, [sealed kfrag per proxy]], ...]`` into KYC_KFRAGS parts.
+
+    Each part holds at most MAX_KFRAG_FIELDS fields and about KFRAG_TX_BUDGET
+    bytes of kfrags and field names (names counted at their maximum length),
+    so every part fits a node's default transaction limit.
+    """
+    per_field = max(1, proxies) * SEALED_KFRAG_BYTES + MAX_KYC_FIELD_NAME + 4
+    per_tx = max(1, min(MAX_KFRAG_FIELDS, KFRAG_TX_BUDGET // per_field))
+    return [items[start : start + per_tx] for start in range(0, len(items), per_tx)]
 
 
 def process_sync(
