@@ -26,7 +26,7 @@ from ledger.records import (
     Validator,
 )
 from ledger.rules import is_audit_releasable
-from ledger.rules_jobs import get_executor_list
+from ledger.rules_jobs import get_executor_list, get_job_sealed_key
 from ledger.state import State
 
 MAX_QUERY_ITEMS = 1_000
@@ -43,6 +43,7 @@ __all__ = [
     "get_executor_jobs",
     "get_executors",
     "get_job",
+    "get_job_sealed_keys",
     "get_kyc",
     "get_stake",
     "get_supply",
@@ -295,3 +296,18 @@ def get_executor_jobs(state: State, account: bytes, limit: int = MAX_QUERY_ITEMS
     prefix = schema.EXECUTOR_JOB + account
     items = state.iterate(prefix)[: min(limit, MAX_QUERY_ITEMS)]
     return [key[len(prefix) :] for key, _height in items]
+
+
+# -- training jobs: validation-data keys -------------------------------------------
+
+
+def get_job_sealed_keys(
+    state: State, job_id: bytes, assigned: list[bytes]
+) -> list[tuple[bytes, bytes]]:
+    """Return ``(executor, sealed key)`` for each of ``assigned`` holding a JOB_KEYS key."""
+    result: list[tuple[bytes, bytes]] = []
+    for executor in assigned[:MAX_QUERY_ITEMS]:
+        sealed = get_job_sealed_key(state, job_id, executor)
+        if sealed is not None:
+            result.append((executor, sealed))
+    return result

@@ -1,4 +1,4 @@
-"""Training-job rules (kinds 30-34): executors, jobs, replicated results, settlement.
+"""Training-job rules (kinds 30-35): executors, jobs, replicated results, settlement.
 
 Executors. ``register_executor`` locks at least ``min_executor_stake`` (kept in
 ``Supply.asset_stakes``, the bucket of stakes that back off-chain service)
@@ -32,6 +32,17 @@ hash is anchored on the job. When every assigned executor has posted and no
 result has ``job_agreement`` votes, the assigned set doubles (up to
 ``job_max_executors``) with the next executors in the job's order; when no
 executor can be added the job waits for its deadline.
+
+Keys. ``job_keys`` (kind 35) is how the buyer hands the AES key of its
+encrypted validation data to the executors: a list of ``[executor, key sealed
+to that executor's account key]`` pairs, stored under
+``schema.job_sealed_key_key(job id, executor)`` and shown in the job document.
+Only the buyer, only while the job is open, only executors assigned to the
+job, each at most once per transaction and once per job (a repeat is refused:
+a key an executor may already have used never changes), at most
+``min(MAX_JOB_KEYS, job_max_executors)`` entries, each sealed key at most
+``MAX_SEALED_KEY_SIZE`` bytes. Executors added by a widening get theirs in a
+later ``job_keys``.
 
 Failure. After ``deadline`` (``job_timeout`` blocks after submission) anyone
 may expire an open job: the whole bid returns to the buyer, no executor is
@@ -451,10 +462,84 @@ def process_expire_job(state: State, tx: t.Tx, env: Env) -> bytes:
     return b""
 
 
+# -- validation-data keys (JOB_KEYS) -----------------------------------------------
+
+
+def get_job_sealed_key(state: State, job_id: bytes, executor: bytes) -> bytes | None:
+    """Return the validation-data key of ``job_id`` sealed to ``executor``, or None."""
+    value: bytes | None = state.get(schema.job_sealed_key_key(job_id, executor))
+    return value
+
+
+def _check_key_entries(entries: list[Any], assigned: list[bytes], cap: int) -> list[list[bytes]]:
+    limit = min(t.MAX_JOB_KEYS, cap)
+    if not entries or len(entries) > limit:
+        raise _fail(ReceiptCode.BAD_PARAMETER, f"JOB_KEYS carries 1..{limit} entries")
+    seen: set[bytes] = set()
+    checked = []
+    for index, entry in enumerate(entries):
+        where = f"entry {index}"
+        if (
+            not isinstance(entry, list)
+            or len(entry) != 2
+            or not isinstance(entry[0], bytes)
+            or len(entry[0]) != t.KEY_SIZE
+            or not isinstance(entry[1], bytes)
+        ):
+            raise _fail(
+                ReceiptCode.BAD_PARAMETER, f"{where} must be [32-byte executor, sealed key]"
+            )
+        executor, sealed = entry
+        if not 0 < len(sealed) <= t.MAX_SEALED_KEY_SIZE:
+            raise _fail(
+                ReceiptCode.BAD_PARAMETER,
+                f"{where}: a sealed key is 1..{t.MAX_SEALED_KEY_SIZE} bytes",
+            )
+        if executor in seen:
+            raise _fail(ReceiptCode.BAD_PARAMETER, f"{where}: executor listed twice")
+        if executor not in assigned:
+            raise _fail(
+                ReceiptCode.UNAUTHORIZED, f"{where}: executor {executor.hex()[:16]} is not assigned"
+            )
+        seen.add(executor)
+        checked.append([executor, sealed])
+    return checked
+
+
+def process_job_keys(state: State, tx: t.Tx, env: Env) -> bytes:
+    """Store the buyer's validation-data key sealed to each listed assigned executor.
+
+    Only the job's buyer, while the job is open and before its deadline; every
+    executor must be assigned, listed once, and not hold a key yet: a repeat is
+    refused (a delivered key never changes), so the whole transaction is.
+    """
+    args: t.JobKeys = tx.args
+    job = _get_job(state, args.job_id)
+    if tx.sender != job.buyer:
+        raise _fail(ReceiptCode.UNAUTHORIZED, "only the job's buyer may deliver its keys")
+    if job.status != JOB_OPEN:
+        raise _fail(ReceiptCode.INVALID_STATE, f"job is {job.status}")
+    if env.height > job.deadline:
+        raise _fail(ReceiptCode.INVALID_STATE, f"job deadline {job.deadline} has passed")
+    entries = _check_key_entries(
+        args.entries, job.assigned, state.get_params().job_max_executors
+    )
+    for index, (executor, _) in enumerate(entries):
+        if get_job_sealed_key(state, args.job_id, executor) is not None:
+            raise _fail(
+                ReceiptCode.INVALID_STATE,
+                f"entry {index}: executor {executor.hex()[:16]} already holds a key for this job",
+            )
+    for executor, sealed in entries:
+        state.put(schema.job_sealed_key_key(args.job_id, executor), sealed)
+    return b""
+
+
 JOB_RULES: dict[t.TxKind, Callable[[State, t.Tx, Env], bytes]] = {
     t.TxKind.REGISTER_EXECUTOR: process_register_executor,
     t.TxKind.SUBMIT_JOB: process_submit_job,
     t.TxKind.POST_RESULT: process_post_result,
     t.TxKind.EXPIRE_JOB: process_expire_job,
     t.TxKind.UNREGISTER_EXECUTOR: process_unregister_executor,
+    t.TxKind.JOB_KEYS: process_job_keys,
 }

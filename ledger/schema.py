@@ -235,3 +235,16 @@ def job_key(job_id: bytes) -> bytes:
 def executor_job_key(account: bytes, job_id: bytes) -> bytes:
     """Key marking ``job_id`` as an open job assigned to executor ``account``."""
     return EXECUTOR_JOB + account + job_id
+
+
+# -- training jobs: validation-data keys -------------------------------------
+
+JOB_KEY = b"c"  # job id || executor -> the validation-data key sealed to that executor
+STATE_PREFIXES = (*STATE_PREFIXES, JOB_KEY)
+if len(set(STATE_PREFIXES)) != len(STATE_PREFIXES):  # two features claimed one prefix
+    raise RuntimeError(f"duplicate state key prefixes in {STATE_PREFIXES}")
+
+
+def job_sealed_key_key(job_id: bytes, executor: bytes) -> bytes:
+    """Key of the validation-data key of ``job_id`` sealed to ``executor`` (JOB_KEYS)."""
+    return JOB_KEY + job_id + executor

@@ -79,6 +79,7 @@ class TxKind(IntEnum):
     POST_RESULT = 32
     EXPIRE_JOB = 33
     UNREGISTER_EXECUTOR = 34
+    JOB_KEYS = 35
 
 
 class Transfer(NamedTuple):
@@ -312,6 +313,21 @@ class UnregisterExecutor(NamedTuple):
     """Return the sender's executor stake once it has no open job."""
 
 
+MAX_SEALED_KEY_SIZE = 256  # a 32-byte key in a NaCl SealedBox is 80 bytes
+MAX_JOB_KEYS = 64  # [executor, sealed key] pairs in one JOB_KEYS
+
+
+class JobKeys(NamedTuple):
+    """The buyer delivers the validation-data key sealed to assigned executors.
+
+    ``entries`` is a list of ``[executor account (32 bytes), sealed key]`` pairs
+    (at most MAX_JOB_KEYS; each sealed key at most MAX_SEALED_KEY_SIZE bytes).
+    """
+
+    job_id: bytes
+    entries: list[Any]
+
+
 # Field specs: "b32" 32 bytes; "uint" integer >= 0; ("bytes", n) at most n bytes;
 # ("str", n) at most n UTF-8 chars; ("strs", items, len) list of short strings;
 # "sigs" list of [public key, signature] pairs; "list" any codec list (checked by the rule).
@@ -380,6 +396,7 @@ PAYLOAD_FIELDS: dict[TxKind, tuple[type[Any], tuple[Any, ...]]] = {
     TxKind.POST_RESULT: (PostResult, (_B32, _B32, _B32, _UINT, _LIST, _LIST)),
     TxKind.EXPIRE_JOB: (ExpireJob, (_B32,)),
     TxKind.UNREGISTER_EXECUTOR: (UnregisterExecutor, ()),
+    TxKind.JOB_KEYS: (JobKeys, (_B32, _LIST)),
 }
 
 _UINT_MAX = (1 << 128) - 1

@@ -14,8 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["run"])
     parser.add_argument("--wallet", type=Path, required=True,
                         help="wallet directory (dmchain wallet new): datasets come through "
-                        "access grants; or a file holding a private seed (hex): datasets "
-                        "come from keys sealed to the executor in --key-dir")
+                        "access grants, the validation key from the chain (JOB_KEYS)")
     parser.add_argument("--node", default="http://127.0.0.1:26700", help="node API URL")
     parser.add_argument("--work-dir", type=Path, default=Path("executor-work"),
                         help="job inputs, results and models")
@@ -23,9 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="local blob store (default WORK_DIR/blobs); missing blobs are "
                         "fetched from --blob-nodes")
     parser.add_argument("--blob-nodes", default=None, help="blob node URLs, comma separated")
-    parser.add_argument("--key-dir", type=Path, required=True,
-                        help="directory of validation (and seed-wallet dataset) keys sealed "
-                        "to this executor")
     parser.add_argument("--stake", type=int, default=10 * TOKEN, help="base units to lock")
     parser.add_argument("--fee", type=int, default=TOKEN, help="fee per job, base units")
     parser.add_argument("--listen", default="127.0.0.1:0",
@@ -56,17 +52,18 @@ def run(args: argparse.Namespace) -> int:
         dc.download_blob(urls, name, dest)
 
     try:
-        wallet = load_wallet(args.wallet) if args.wallet.is_dir() else None
-        seed = wallet.seed if wallet else bytes.fromhex(args.wallet.read_text().strip())
-        if len(seed) != 32:
-            raise ValueError("a private seed is 32 bytes (64 hex characters)")
-        store = BlobStore(args.blob_dir or args.work_dir / "blobs")
-        sealed = SealedKeySource(store, args.key_dir, seed, fetch_blob)
-        datasets: DatasetSource = sealed
-        if wallet is not None:
-            datasets = GrantPathSource(
-                NodeClient(args.node, timeout=60.0), wallet, urls, args.work_dir / "datasets"
+        if not args.wallet.is_dir():
+            raise ValueError(
+                f"--wallet {args.wallet} is not a wallet directory (dmchain wallet new): "
+                "an executor obtains datasets through its own access grants"
             )
+        wallet = load_wallet(args.wallet)
+        seed = wallet.seed
+        store = BlobStore(args.blob_dir or args.work_dir / "blobs")
+        sealed = SealedKeySource(store, seed, fetch_blob)
+        datasets: DatasetSource = GrantPathSource(
+            NodeClient(args.node, timeout=60.0), wallet, urls, args.work_dir / "datasets"
+        )
         host, _, port = args.listen.rpartition(":")
         config = ExecutorConfig(
             seed=seed, node_url=args.node, work_dir=args.work_dir, stake=args.stake,

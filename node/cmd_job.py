@@ -2,17 +2,22 @@
 
 ``submit SPEC.json --validation FILE --grant ID ...`` checks the spec and the
 validation dataset locally, uploads the validation data encrypted (fresh
-AES-256-GCM key) to the nodes' blob endpoints, posts ``SUBMIT_JOB`` (one
-access grant id per dataset, in spec order), and once it is confirmed
-seals the validation key to each assigned executor.
+AES-256-GCM key) to the nodes' blob endpoints, keeps the key sealed to the
+buyer in a 0600 file in the buyer's state directory, posts ``SUBMIT_JOB`` (one
+access grant id per dataset, in spec order), and once it is confirmed posts
+``JOB_KEYS``: the validation key sealed to each assigned executor, on chain.
 It prints the job id; a refusal (locally or by the chain) is printed as
 ``job: refused: <reason>`` with exit status 1.
 
+The state directory (``--state-dir``) is the buyer's own, never shared with
+executors; by default ``job-keys`` next to the ``--key`` file, or
+``job-keys/client<I>`` in the ``--testnet`` directory.
+
 ``status ID`` prints the job document (``GET /v1/jobs/{id}``).
 
-``keys ID --key-dir K`` seals the validation key again to every executor now
-assigned (after a disagreement widened the set), from the buyer's own sealed
-copy that ``submit`` left in the key directory.
+``keys ID`` posts ``JOB_KEYS`` for the executors now assigned that hold no
+key yet (after a disagreement widened the set, or if ``submit`` could not
+post them), from the buyer's own copy in its state directory.
 
 ``model ID --out FILE`` fetches the model from an agreeing executor, opens
 it with the buyer's key and writes it only if its SHA-256 equals the weights
@@ -32,16 +37,17 @@ from typing import Any
 import httpx
 
 from consensus.crypto import compute_hash
-from ledger.tx import TxKind
+from ledger.tx import MAX_JOB_KEYS, TxKind
 from ml.data import MAX_BYTES, DatasetError, decode_dataset
 from ml.spec import MAX_JSON_SIZE, SpecError, encode_spec, parse_spec_json
 from node.blobstore import BlobStore
 from node.client import ClientError, NodeClient, Signer
 from node.jobdata import (
     JobDataError,
-    get_key_path,
+    compute_key_entries,
+    get_buyer_key,
     open_sealed,
-    process_grant_key,
+    process_save_buyer_key,
     process_store_encrypted,
 )
 from node.testnet import get_client_seeds
@@ -65,7 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="submit: also keep the encrypted validation data in this blob store")
     parser.add_argument("--blob-nodes", default=None,
                         help="submit: blob node URLs (comma separated; default: --node)")
-    parser.add_argument("--key-dir", type=Path, help="submit: where sealed data keys go")
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="submit/keys: the buyer's own directory for its copy of the "
+                        "validation key (default: job-keys next to --key, or "
+                        "TESTNET/job-keys/client<I>)")
     parser.add_argument("--out", type=Path, help="model: where to write the model")
     parser.add_argument("--fee", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=60.0)
@@ -84,6 +93,31 @@ def _load_seed(args: argparse.Namespace) -> bytes:
     if len(seed) != 32:
         raise ValueError("a private seed is 32 bytes (64 hex characters)")
     return seed
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    if args.state_dir is not None:
+        return Path(args.state_dir)
+    if args.key is not None:
+        return Path(args.key).resolve().parent / "job-keys"
+    return Path(args.testnet) / "job-keys" / f"client{args.client}"
+
+
+def _post_keys(
+    client: NodeClient, signer: Signer, job_id: bytes, key: bytes, executors: list[bytes],
+    args: argparse.Namespace,
+) -> str | None:
+    """Post JOB_KEYS for ``executors`` (in bounded batches); returns an error or None."""
+    for start in range(0, len(executors), MAX_JOB_KEYS):
+        entries = compute_key_entries(key, executors[start : start + MAX_JOB_KEYS])
+        signer.nonce = client.get_account(signer.public_key)["nonce"]
+        tx_hash = client.submit(signer.sign(TxKind.JOB_KEYS, [job_id, entries], args.fee))
+        doc = _wait(client, tx_hash, args.timeout)
+        if doc.get("status") == "failed":
+            return f"JOB_KEYS refused: {doc.get('reason', 'transaction failed')}"
+        if doc.get("status") not in ("confirmed", "settled"):
+            return f"JOB_KEYS not confirmed within {args.timeout:.0f} s"
+    return None
 
 
 def _job_id(text: str) -> bytes:
@@ -112,8 +146,8 @@ def _wait(client: NodeClient, tx_hash: bytes, timeout: float) -> dict[str, Any]:
 
 
 def _submit(args: argparse.Namespace, client: NodeClient) -> int:
-    if args.validation is None or args.key_dir is None:
-        print("job: error: submit needs --validation and --key-dir")
+    if args.validation is None:
+        print("job: error: submit needs --validation")
         return 1
     try:
         seed = _load_seed(args)
@@ -151,19 +185,33 @@ def _submit(args: argparse.Namespace, client: NodeClient) -> int:
             return 1
     signer = Signer(seed, client.get_status()["chain_id"])
     signer.nonce = client.get_account(signer.public_key)["nonce"]
-    process_grant_key(args.key_dir, cipher_hash, signer.public_key, key)  # the buyer's own copy
+    try:  # the buyer's own copy, kept before the job exists so `job keys` can always finish
+        own = process_save_buyer_key(_state_dir(args), cipher_hash, seed, key)
+    except (OSError, JobDataError) as exc:
+        print(f"job: error: cannot keep the validation key: {exc}")
+        return 1
     payload = [encode_spec(spec), content_hash, cipher_hash, grants]
-    tx_hash = client.submit(signer.sign(TxKind.SUBMIT_JOB, payload, args.fee))
+    try:
+        tx_hash = client.submit(signer.sign(TxKind.SUBMIT_JOB, payload, args.fee))
+    except ClientError:
+        own.unlink(missing_ok=True)  # not admitted: no job
+        raise
     doc = _wait(client, tx_hash, args.timeout)
     if doc.get("status") == "failed":
+        own.unlink(missing_ok=True)  # no job: nothing to deliver later
         print(f"job: refused: {doc.get('reason', 'transaction failed')}")
         return 1
     if doc.get("status") not in ("confirmed", "settled"):
         print(f"job: error: not confirmed within {args.timeout:.0f} s: {doc}")
         return 1
     job = client.get_job(tx_hash)
-    for entry in job["assigned"]:
-        process_grant_key(args.key_dir, cipher_hash, bytes.fromhex(entry["executor"]), key)
+    assigned = [bytes.fromhex(e["executor"]) for e in job["assigned"]]
+    problem = _post_keys(client, signer, tx_hash, key, assigned, args)
+    if problem is not None:
+        print(tx_hash.hex())
+        print(f"job: error: job submitted but its keys were not delivered ({problem}); "
+              f"retry with `dmchain job keys {tx_hash.hex()}`")
+        return 1
     print(tx_hash.hex())
     print(json.dumps({"job_id": tx_hash.hex(), "assigned": job["assigned"]}), file=sys.stderr)
     return 0
@@ -210,9 +258,6 @@ def _model(args: argparse.Namespace, client: NodeClient) -> int:
 
 
 def _keys(args: argparse.Namespace, client: NodeClient) -> int:
-    if args.key_dir is None:
-        print("job: error: keys needs --key-dir")
-        return 1
     try:
         seed = _load_seed(args)
         job_id = _job_id(args.arg)
@@ -221,16 +266,20 @@ def _keys(args: argparse.Namespace, client: NodeClient) -> int:
         return 1
     job = client.get_job(job_id)
     cipher_hash = bytes.fromhex(job["validation_cipher_hash"])
-    own = get_key_path(args.key_dir, cipher_hash, bytes.fromhex(job["buyer"]))
     try:
-        key = open_sealed(seed, own.read_bytes())
-    except (OSError, JobDataError) as exc:
+        key = get_buyer_key(_state_dir(args), cipher_hash, seed)
+    except JobDataError as exc:
         print(f"job: error: the buyer's copy of the validation key is not usable: {exc}")
         return 1
-    for entry in job["assigned"]:
-        process_grant_key(args.key_dir, cipher_hash, bytes.fromhex(entry["executor"]), key)
-    sealed_to = [e["executor"] for e in job["assigned"]]
-    print(json.dumps({"job_id": job_id.hex(), "sealed_to": sealed_to}))
+    holding = {e["executor"] for e in job.get("keys", [])}
+    missing = [bytes.fromhex(e["executor"]) for e in job["assigned"]
+               if e["executor"] not in holding]
+    signer = Signer(seed, client.get_status()["chain_id"])
+    problem = _post_keys(client, signer, job_id, key, missing, args) if missing else None
+    if problem is not None:
+        print(f"job: refused: {problem}")
+        return 1
+    print(json.dumps({"job_id": job_id.hex(), "sealed_to": [a.hex() for a in missing]}))
     return 0
 
 

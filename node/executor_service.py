@@ -9,8 +9,9 @@
    a :class:`node.jobdata.DatasetSource` (the data access grant path,
    :class:`node.job_grant_source.GrantPathSource`) and the buyer's validation
    data through :class:`node.jobdata.SealedKeySource` (its key sealed to the
-   executor by the buyer), both checked against the on-chain hashes (a job
-   whose data or keys have not arrived yet is retried on the next poll),
+   executor by the buyer, read from the job document where the buyer's
+   ``JOB_KEYS`` put it), both checked against the on-chain hashes (a job
+   whose data or key has not arrived yet is retried on the next poll),
    writes the inputs to its work directory, runs ``python -m ml.worker`` in
    a fresh interpreter pinned to the spec's execution profile
    (:func:`ml.worker.compute_worker_env`), and posts the result
@@ -206,20 +207,19 @@ class ExecutorService:
         job_dir.mkdir(parents=True, exist_ok=True)
         spec_path = job_dir / "spec.bin"
         spec_path.write_bytes(encode_spec(spec))
+        # the validation key first: until the buyer's JOB_KEYS is on chain, wait
+        validation = self.validation.get_validation(job)
+        try:
+            decode_dataset(validation)
+        except DatasetError as exc:
+            logger.warning("event=job_failed job=%s reason=validation: %s", job_id.hex(), exc)
+            return "failed"
         provider_paths = []
         for index, asset_id in enumerate(spec.datasets):
             plaintext = self.datasets.get_dataset(asset_id, self.client.get_asset(asset_id))
             path = job_dir / f"provider{index}.ds"
             path.write_bytes(plaintext)
             provider_paths.append(str(path))
-        validation = self.validation.get_plaintext(
-            bytes.fromhex(job["validation_cipher_hash"]), bytes.fromhex(job["validation_hash"])
-        )
-        try:
-            decode_dataset(validation)
-        except DatasetError as exc:
-            logger.warning("event=job_failed job=%s reason=validation: %s", job_id.hex(), exc)
-            return "failed"
         validation_path = job_dir / "validation.ds"
         validation_path.write_bytes(validation)
         out_path = job_dir / "result.bin"

@@ -3,6 +3,8 @@
 Used by the node's HTTP API (``GET /v1/jobs/{id}``, ``GET /v1/executors/{account}``).
 Every list in a document is bounded by the ledger (at most ``job_max_executors``
 posts and executors per job, ``MAX_QUERY_ITEMS`` open jobs per executor).
+A job document's ``keys`` lists the validation-data key sealed to each assigned
+executor that has one (JOB_KEYS), hex encoded.
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ def get_job_doc(state: State, job_id: bytes) -> dict[str, Any] | None:
         "height": job.height,
         "deadline": job.deadline,
         "assigned": [{"executor": a.hex(), "endpoint": endpoint(a)} for a in job.assigned],
+        "keys": [
+            {"executor": a.hex(), "sealed_key": sealed.hex()}
+            for a, sealed in queries.get_job_sealed_keys(state, job_id, job.assigned)
+        ],
         "posts": [
             {
                 "executor": p[0].hex(),

@@ -5,7 +5,10 @@ three PBFT nodes, two providers publishing encrypted non-IID digits shards
 with ``dmchain data publish`` and granting through their provider agents
 (2 of 3 proxies), a buyer with settled access grants, two
 ``dmchain executor run`` processes that obtain the datasets through the same
-grant path, and the buyer's ``dmchain job`` commands.
+grant path, and the buyer's ``dmchain job`` commands. The buyer and each
+executor have their own directories and share none: the validation key
+reaches the executors on chain (JOB_KEYS), the ciphertext through the nodes'
+blob endpoints.
 """
 
 from __future__ import annotations
@@ -97,13 +100,12 @@ def _run_flow(cluster: Cluster, tmp_path: Path, helpers: list[Helpers],
         helpers[0].start_proxy(name)
     for helper, wallet in zip(helpers[1:], providers, strict=True):
         helper.start_agent(wallet, "node00", candidates, M, N)
-    keys = tmp_path / "keys"
     for i, wallet in enumerate(executors):
         log = open(tmp_path / f"executor{i}" / "executor.log", "wb")  # noqa: SIM115
         procs.append(subprocess.Popen(
             [*DMCHAIN, "executor", "run", "--wallet", str(wallet), "--node", url,
              "--blob-nodes", blob_nodes, "--work-dir", str(tmp_path / f"executor{i}" / "work"),
-             "--key-dir", str(keys), "--stake", str(20 * TOKEN), "--fee", str(EXECUTOR_FEE),
+             "--stake", str(20 * TOKEN), "--fee", str(EXECUTOR_FEE),
              "--poll", "0.3"],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             env=dict(os.environ, PYTHONUNBUFFERED="1"),
@@ -159,10 +161,12 @@ def _run_flow(cluster: Cluster, tmp_path: Path, helpers: list[Helpers],
         "profile": {"threads": 1, "cpu_capability": "avx2"},
     }
     spec_path = tmp_path / "spec.json"
-    validation_path = tmp_path / "validation.ds"
+    validation_path = tmp_path / "buyer" / "validation.ds"
+    buyer_state = tmp_path / "buyer" / "state"
     validation_path.write_bytes(encode_dataset(split.validation))
     common = ["--node", url, "--blob-nodes", blob_nodes, "--testnet", str(cluster.home),
-              "--client", "3", "--validation", str(validation_path), "--key-dir", str(keys)]
+              "--client", "3", "--validation", str(validation_path),
+              "--state-dir", str(buyer_state)]
     grant_args = [a for g in grants for a in ("--grant", g.hex())]
 
     # refusals: a model outside the allow-list (local), a missing grant (by the chain)
@@ -187,9 +191,19 @@ def _run_flow(cluster: Cluster, tmp_path: Path, helpers: list[Helpers],
     job_id = bytes.fromhex(out.stdout.strip().splitlines()[-1])
     job = client.get_job(job_id)
     assert sorted(e["executor"] for e in job["assigned"]) == sorted(a.hex() for a in ex_accounts)
+    # the validation key is on chain, sealed to each assigned executor; the buyer's own
+    # copy stays in its state directory (0600), nowhere an executor looks
+    assert sorted(k["executor"] for k in job["keys"]) == sorted(a.hex() for a in ex_accounts)
+    assert all(len(bytes.fromhex(k["sealed_key"])) == 80 for k in job["keys"])
+    own = list(buyer_state.iterdir())
+    assert [p.name for p in own] == [f"{job['validation_cipher_hash']}.key"]
+    assert own[0].stat().st_mode & 0o777 == 0o600
+    for i in range(2):  # no copy of the validation key file in an executor's directories
+        assert not list((tmp_path / f"executor{i}").rglob(own[0].name))
+    # every assigned executor already holds a key: `job keys` posts none
     keys_out = run_dmchain("job", "keys", job_id.hex(), "--node", url, "--testnet",
-                           str(cluster.home), "--client", "3", "--key-dir", str(keys))
-    assert json.loads(keys_out.stdout)["sealed_to"] == [e["executor"] for e in job["assigned"]]
+                           str(cluster.home), "--client", "3", "--state-dir", str(buyer_state))
+    assert json.loads(keys_out.stdout)["sealed_to"] == []
     stage("job submitted")
 
     def accepted() -> dict[str, Any] | None:

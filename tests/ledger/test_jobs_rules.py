@@ -319,3 +319,101 @@ def test_job_and_executor_documents_show_the_result_and_settlement() -> None:
     assert ex is not None and ex["accepted"] == 1 and ex["open_jobs"] == []
     assert get_job_doc(chain.state, bytes(32)) is None
     assert get_executor_doc(chain.state, bytes(32)) is None
+
+
+# -- JOB_KEYS: the validation-data key sealed to each assigned executor, on chain ----------
+
+SEALED = bytes([6] * 80)  # a 32-byte key in a NaCl SealedBox is 80 bytes
+
+
+def job_keys(chain: Chain, job_id: bytes, entries: list[Any], key: Key = BUYER) -> Any:
+    return chain.run1(key, TxKind.JOB_KEYS, [job_id, entries])
+
+
+def sealed_keys(chain: Chain, job_id: bytes) -> dict[bytes, bytes]:
+    job = q.get_job(chain.state, job_id)
+    assert job is not None
+    return dict(q.get_job_sealed_keys(chain.state, job_id, job.assigned))
+
+
+def test_job_keys_are_stored_for_assigned_executors_once_and_shown_in_the_job_doc() -> None:
+    from node.jobs_doc import get_job_doc
+
+    chain, assets, grants = setup()
+    job_id = submit(chain, spec_bytes(assets), grants).result
+    a, b = q.get_job(chain.state, job_id).assigned  # type: ignore[union-attr]
+    r = job_keys(chain, job_id, [[a, SEALED]])
+    assert r.ok, r.reason
+    assert sealed_keys(chain, job_id) == {a: SEALED}
+    doc = get_job_doc(chain.state, job_id)
+    assert doc is not None and doc["keys"] == [{"executor": a.hex(), "sealed_key": SEALED.hex()}]
+    # a repeat is refused as a whole (a delivered key never changes), the rest is not stored
+    r = job_keys(chain, job_id, [[b, SEALED], [a, bytes(80)]])
+    assert r.code == ReceiptCode.INVALID_STATE and "already holds a key" in r.reason
+    assert sealed_keys(chain, job_id) == {a: SEALED}
+    assert job_keys(chain, job_id, [[b, bytes([5] * 80)]]).ok
+    assert sealed_keys(chain, job_id) == {a: SEALED, b: bytes([5] * 80)}
+    check_supply(chain)
+
+
+def test_job_keys_refusals() -> None:
+    chain, assets, grants = setup(executors=5)
+    job_id = submit(chain, spec_bytes(assets), grants).result
+    assigned = q.get_job(chain.state, job_id).assigned  # type: ignore[union-attr]
+    outsider = next(k.pub for k in EXECUTORS if k.pub not in assigned)
+
+    def refused(receipt: Any, code: ReceiptCode, text: str) -> None:
+        assert not receipt.ok and receipt.code == code, (receipt.code, receipt.reason)
+        assert text in receipt.reason, receipt.reason
+        assert sealed_keys(chain, job_id) == {}
+
+    refused(job_keys(chain, job_id, [[assigned[0], SEALED]], key=OTHER_BUYER),
+            ReceiptCode.UNAUTHORIZED, "only the job's buyer")
+    refused(job_keys(chain, job_id, [[assigned[0], SEALED]], key=key_of(assigned[0])),
+            ReceiptCode.UNAUTHORIZED, "only the job's buyer")
+    refused(job_keys(chain, bytes([4] * 32), [[assigned[0], SEALED]]),
+            ReceiptCode.NOT_FOUND, "no such job")
+    refused(job_keys(chain, job_id, [[outsider, SEALED]]), ReceiptCode.UNAUTHORIZED,
+            "is not assigned")
+    refused(job_keys(chain, job_id, [[assigned[0], bytes(257)]]), ReceiptCode.BAD_PARAMETER,
+            "sealed key is 1..256 bytes")
+    refused(job_keys(chain, job_id, [[assigned[0], b""]]), ReceiptCode.BAD_PARAMETER,
+            "sealed key is 1..256 bytes")
+    refused(job_keys(chain, job_id, []), ReceiptCode.BAD_PARAMETER, "1..8 entries")
+    refused(job_keys(chain, job_id, [[assigned[0], SEALED]] * 9), ReceiptCode.BAD_PARAMETER,
+            "1..8 entries")
+    refused(job_keys(chain, job_id, [[assigned[0], SEALED], [assigned[0], SEALED]]),
+            ReceiptCode.BAD_PARAMETER, "listed twice")
+    refused(job_keys(chain, job_id, [[assigned[0][:31], SEALED]]), ReceiptCode.BAD_PARAMETER,
+            "must be [32-byte executor, sealed key]")
+    refused(job_keys(chain, job_id, [assigned[0]]), ReceiptCode.BAD_PARAMETER,
+            "must be [32-byte executor, sealed key]")
+    refused(job_keys(chain, job_id, [[assigned[0], SEALED, b""]]), ReceiptCode.BAD_PARAMETER,
+            "must be [32-byte executor, sealed key]")
+
+    # executors added by a widening can get theirs; then the job closes and no more keys
+    assert job_keys(chain, job_id, [[a, SEALED] for a in assigned]).ok
+    assert post(chain, key_of(assigned[0]), job_id).ok
+    assert post(chain, key_of(assigned[1]), job_id, digest=LIE).ok
+    widened = q.get_job(chain.state, job_id).assigned  # type: ignore[union-attr]
+    assert len(widened) == 4
+    assert job_keys(chain, job_id, [[a, SEALED] for a in widened[2:]]).ok
+    assert set(sealed_keys(chain, job_id)) == set(widened)
+    assert post(chain, key_of(widened[2]), job_id).ok  # accepted: the job is closed
+    r = job_keys(chain, job_id, [[widened[3], SEALED]])
+    assert r.code == ReceiptCode.INVALID_STATE and "job is accepted" in r.reason
+    check_supply(chain)
+
+
+def test_job_keys_refused_past_the_deadline_and_after_expiry() -> None:
+    chain, assets, grants = setup({"job_timeout": 2})
+    job_id = submit(chain, spec_bytes(assets), grants).result
+    a = q.get_job(chain.state, job_id).assigned[0]  # type: ignore[union-attr]
+    chain.run([])
+    chain.run([])
+    r = job_keys(chain, job_id, [[a, SEALED]])
+    assert r.code == ReceiptCode.INVALID_STATE and "deadline" in r.reason
+    assert chain.run1(OTHER_BUYER, TxKind.EXPIRE_JOB, [job_id]).ok
+    r = job_keys(chain, job_id, [[a, SEALED]])
+    assert r.code == ReceiptCode.INVALID_STATE and "job is expired" in r.reason
+    assert sealed_keys(chain, job_id) == {}

@@ -14,15 +14,19 @@ from node.http_api import create_app
 from node.jobdata import (
     JobDataError,
     SealedKeySource,
-    get_key_path,
+    compute_key_entries,
+    get_buyer_key,
+    get_buyer_key_path,
+    get_sealed_key_from_job,
     open_sealed,
-    process_grant_key,
+    process_save_buyer_key,
     process_store_encrypted,
     seal_to_account,
 )
 
 EXECUTOR = compute_seed_from_label("executor")
 OTHER = compute_seed_from_label("other")
+BUYER = compute_seed_from_label("buyer")
 
 
 def test_sealed_bytes_open_only_for_their_account() -> None:
@@ -34,26 +38,81 @@ def test_sealed_bytes_open_only_for_their_account() -> None:
         seal_to_account(b"short", b"x")
 
 
-def test_sealed_key_source_checks_key_blob_and_hash(tmp_path: Path) -> None:
+def job_doc(cipher_hash: bytes, content_hash: bytes, entries: list[list[bytes]]) -> dict[str, Any]:
+    """The parts of a GET /v1/jobs/{id} document an executor reads."""
+    return {
+        "validation_cipher_hash": cipher_hash.hex(),
+        "validation_hash": content_hash.hex(),
+        "keys": [{"executor": a.hex(), "sealed_key": k.hex()} for a, k in entries],
+    }
+
+
+def test_validation_comes_from_the_key_sealed_to_the_executor_in_the_job_doc(
+    tmp_path: Path,
+) -> None:
     store = BlobStore(tmp_path / "blobs")
     plaintext = b"dataset bytes" * 100
     key, content_hash, cipher_hash = process_store_encrypted(store, plaintext)
     assert content_hash == compute_hash(plaintext)
     assert store.get_bytes(cipher_hash.hex()) != plaintext  # stored encrypted
-    source = SealedKeySource(store, tmp_path / "keys", EXECUTOR)
-    with pytest.raises(JobDataError, match="no data key"):
-        source.get_plaintext(cipher_hash, content_hash)
-    process_grant_key(tmp_path / "keys", cipher_hash, compute_public_key(OTHER), key)
-    with pytest.raises(JobDataError, match="no data key"):
-        source.get_plaintext(cipher_hash, content_hash)
-    process_grant_key(tmp_path / "keys", cipher_hash, compute_public_key(EXECUTOR), key)
-    assert source.get_plaintext(cipher_hash, content_hash) == plaintext
+    source = SealedKeySource(store, EXECUTOR)
+    me, other = compute_public_key(EXECUTOR), compute_public_key(OTHER)
+    with pytest.raises(JobDataError, match="no validation key sealed to this executor"):
+        source.get_validation(job_doc(cipher_hash, content_hash, []))
+    only_other = compute_key_entries(key, [other])
+    with pytest.raises(JobDataError, match="no validation key sealed to this executor"):
+        source.get_validation(job_doc(cipher_hash, content_hash, only_other))
+    entries = compute_key_entries(key, [other, me])
+    assert [e[0] for e in entries] == [other, me] and all(len(e[1]) == 80 for e in entries)
+    assert source.get_validation(job_doc(cipher_hash, content_hash, entries)) == plaintext
     with pytest.raises(JobDataError, match="on-chain hash"):
-        source.get_plaintext(cipher_hash, bytes(32))
-    path = get_key_path(tmp_path / "keys", cipher_hash, compute_public_key(EXECUTOR))
-    path.write_bytes(seal_to_account(compute_public_key(EXECUTOR), bytes(32)))  # wrong key
+        source.get_validation(job_doc(cipher_hash, bytes(32), entries))
+    # the other executor's entry does not open for this one
+    with pytest.raises(JobDataError, match="do not open"):
+        source.get_validation(job_doc(cipher_hash, content_hash, [[me, entries[0][1]]]))
+    wrong = [[me, seal_to_account(me, bytes(32))]]  # a key, but not this blob's
     with pytest.raises(JobDataError, match="does not decrypt"):
-        source.get_plaintext(cipher_hash, content_hash)
+        source.get_validation(job_doc(cipher_hash, content_hash, wrong))
+    short = [[me, seal_to_account(me, bytes(16))]]
+    with pytest.raises(JobDataError, match="wrong size"):
+        source.get_validation(job_doc(cipher_hash, content_hash, short))
+    with pytest.raises(JobDataError, match="too large"):
+        source.get_validation(job_doc(cipher_hash, content_hash, [[me, bytes(257)]]))
+    bad_hex = job_doc(cipher_hash, content_hash, [])
+    bad_hex["keys"] = [{"executor": me.hex(), "sealed_key": "zz"}]
+    with pytest.raises(JobDataError, match="not hex"):
+        get_sealed_key_from_job(bad_hex, me)
+
+
+def test_missing_blob_is_fetched_and_rehashed(tmp_path: Path) -> None:
+    origin = BlobStore(tmp_path / "origin")
+    plaintext = b"validation" * 50
+    key, content_hash, cipher_hash = process_store_encrypted(origin, plaintext)
+    fetched: list[str] = []
+
+    def fetch(name: str, dest: Path) -> None:
+        fetched.append(name)
+        dest.write_bytes(origin.get_bytes(name))
+
+    source = SealedKeySource(BlobStore(tmp_path / "mine"), EXECUTOR, fetch)
+    doc = job_doc(cipher_hash, content_hash, compute_key_entries(key, [source.account]))
+    assert source.get_validation(doc) == plaintext and fetched == [cipher_hash.hex()]
+    assert source.get_validation(doc) == plaintext and len(fetched) == 1  # now local
+
+
+def test_buyer_keeps_its_copy_of_the_key_private(tmp_path: Path) -> None:
+    state_dir = tmp_path / "buyer" / "job-keys"
+    key, cipher_hash = bytes(range(32)), bytes([9] * 32)
+    path = process_save_buyer_key(state_dir, cipher_hash, BUYER, key)
+    assert path == get_buyer_key_path(state_dir, cipher_hash)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert state_dir.stat().st_mode & 0o777 == 0o700
+    assert key not in path.read_bytes()  # sealed to the buyer, not in the clear
+    assert get_buyer_key(state_dir, cipher_hash, BUYER) == key
+    with pytest.raises(JobDataError, match="do not open"):
+        get_buyer_key(state_dir, cipher_hash, OTHER)
+    with pytest.raises(JobDataError, match="no copy"):
+        get_buyer_key(state_dir, bytes(32), BUYER)
 
 
 class FakeService:
@@ -78,3 +137,66 @@ def test_job_routes_answer_documents_404_and_400() -> None:
     assert http.get("/v1/jobs/xyz").status_code == 400
     assert http.get(f"/v1/jobs/{'ab' * 31}").json()["error"] == "bad_length"
     assert http.get(f"/v1/executors/{'ab' * 32}").json()["error"] == "unknown_executor"
+
+
+class FakeChainClient:
+    """Just enough of NodeClient for ``dmchain job keys``: one job, submitted txs recorded."""
+
+    def __init__(self, job: dict[str, Any]) -> None:
+        self.job = job
+        self.sent: list[bytes] = []
+
+    def get_job(self, job_id: bytes) -> dict[str, Any]:
+        return self.job
+
+    def get_status(self) -> dict[str, Any]:
+        return {"chain_id": "test-chain"}
+
+    def get_account(self, account: bytes) -> dict[str, Any]:
+        return {"nonce": len(self.sent)}
+
+    def submit(self, raw: bytes) -> bytes:
+        self.sent.append(raw)
+        return compute_hash(raw)
+
+    def wait(self, tx_hash: bytes, status: str, timeout: float) -> dict[str, Any]:
+        return {"hash": tx_hash.hex(), "status": "confirmed"}
+
+
+def test_job_keys_posts_only_for_executors_without_a_key(tmp_path: Path) -> None:
+    import argparse
+
+    from ledger.tx import TxKind, decode_tx
+    from node import cmd_job
+
+    key, cipher_hash, job_id = bytes([3] * 32), bytes([4] * 32), bytes([5] * 32)
+    state_dir = tmp_path / "buyer-state"
+    key_file = tmp_path / "buyer.key"
+    key_file.write_text(BUYER.hex())
+    process_save_buyer_key(state_dir, cipher_hash, BUYER, key)
+    old, new = compute_public_key(EXECUTOR), compute_public_key(OTHER)
+    job = {
+        "buyer": compute_public_key(BUYER).hex(),
+        "validation_cipher_hash": cipher_hash.hex(),
+        "assigned": [{"executor": old.hex()}, {"executor": new.hex()}],
+        "keys": [{"executor": old.hex(), "sealed_key": seal_to_account(old, key).hex()}],
+    }
+    fake = FakeChainClient(job)
+    parser = argparse.ArgumentParser()
+    cmd_job.add_arguments(parser)
+    args = parser.parse_args(["keys", job_id.hex(), "--key", str(key_file),
+                              "--state-dir", str(state_dir)])
+    assert cmd_job._keys(args, fake) == 0  # type: ignore[arg-type]
+    assert len(fake.sent) == 1
+    tx = decode_tx(fake.sent[0])
+    assert tx.kind == TxKind.JOB_KEYS and tx.sender == compute_public_key(BUYER)
+    assert tx.args.job_id == job_id
+    [[executor, sealed]] = tx.args.entries
+    assert executor == new and open_sealed(OTHER, sealed) == key
+    # without the buyer's copy nothing is posted
+    args.state_dir = tmp_path / "elsewhere"
+    assert cmd_job._keys(args, fake) == 1  # type: ignore[arg-type]
+    assert len(fake.sent) == 1
+    # default state directory: job-keys next to the --key file
+    args.state_dir = None
+    assert cmd_job._state_dir(args) == tmp_path / "job-keys"
