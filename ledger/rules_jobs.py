@@ -24,7 +24,8 @@ metric, per-dataset contributions and kept counts. Posts are compared as the
 whole tuple. When ``job_agreement`` posts are identical the result is
 accepted in the same transaction: the executors that posted it are paid, the
 executors whose post differs are slashed ``slash_executor_ppm`` of their
-executor stake (burned), the bid is split by :func:`ml.settlement.compute_settlement`
+executor stake (burned; they are listed in the job's ``slashed``), the bid
+is split by :func:`ml.settlement.compute_settlement`
 (executors' part equally among the agreeing executors; data part to the
 eligible providers, or refunded to the buyer when ``metric < tau``), each
 dataset's q is updated by :func:`ml.quality.compute_quality`, and the weights
@@ -32,6 +33,16 @@ hash is anchored on the job. When every assigned executor has posted and no
 result has ``job_agreement`` votes, the assigned set doubles (up to
 ``job_max_executors``) with the next executors in the job's order; when no
 executor can be added the job waits for its deadline.
+
+Late posts. An assigned executor that had not posted when the result was
+accepted may still post once, up to the job's deadline. The post is recorded
+in the job's ``posts``. If it differs from the accepted result (same whole-tuple
+comparison) the executor is slashed exactly like a dissenter at acceptance:
+``slash_executor_ppm`` of its executor stake, burned, and it is appended to
+the job's ``slashed``. If it equals the accepted result it is recorded and
+nothing else happens: the settlement is final, so the late executor is not
+paid and not added to ``agreed``. Posts by non-assigned accounts, second
+posts, posts past the deadline and posts to an expired job stay refused.
 
 Keys. ``job_keys`` (kind 35) is how the buyer hands the AES key of its
 encrypted validation data to the executors: a list of ``[executor, key sealed
@@ -309,10 +320,15 @@ def _result_of(post: list[Any]) -> tuple[Any, ...]:
 
 
 def process_post_result(state: State, tx: t.Tx, env: Env) -> bytes:
-    """Record an assigned executor's result; accept and settle, or widen the executor set."""
+    """Record an assigned executor's result; accept and settle, or widen the executor set.
+
+    After acceptance (until the deadline) a late post is recorded: a result
+    differing from the accepted one slashes its executor like a dissenter at
+    acceptance; an equal one is recorded without payment.
+    """
     args: t.PostResult = tx.args
     job = _get_job(state, args.job_id)
-    if job.status != JOB_OPEN:
+    if job.status not in (JOB_OPEN, JOB_ACCEPTED):
         raise _fail(ReceiptCode.INVALID_STATE, f"job is {job.status}")
     if env.height > job.deadline:
         raise _fail(ReceiptCode.INVALID_STATE, f"job deadline {job.deadline} has passed")
@@ -330,6 +346,9 @@ def process_post_result(state: State, tx: t.Tx, env: Env) -> bytes:
         list(args.contributions_ppm),
         list(args.kept_counts),
     ]
+    if job.status == JOB_ACCEPTED:
+        state.put(schema.job_key(args.job_id), _record_late_post(state, job, post))
+        return b""
     job = job._replace(posts=[*job.posts, post])
     params = state.get_params()
     mine = _result_of(post)
@@ -340,6 +359,50 @@ def process_post_result(state: State, tx: t.Tx, env: Env) -> bytes:
         job = _widen(state, args.job_id, job, env.height)
     state.put(schema.job_key(args.job_id), job)
     return b""
+
+
+def _accepted_result(job: Job) -> tuple[Any, ...]:
+    return (
+        job.digest,
+        job.weights_hash,
+        job.metric_ppm,
+        tuple(job.contributions_ppm),
+        tuple(job.kept_counts),
+    )
+
+
+def _record_late_post(state: State, job: Job, post: list[Any]) -> Job:
+    """Record a post that arrives after acceptance; slash it when it differs from the result.
+
+    The settlement is final: an equal late post earns nothing, a differing one
+    loses ``slash_executor_ppm`` of its executor stake (burned) and is listed
+    in ``slashed``.
+    """
+    job = job._replace(posts=[*job.posts, post])
+    if _result_of(post) == _accepted_result(job):
+        return job
+    _slash_executor(state, post[0])
+    return job._replace(slashed=[*job.slashed, post[0]])
+
+
+def _slash_executor(state: State, account: bytes) -> int:
+    """Burn ``slash_executor_ppm`` of ``account``'s executor stake; return the amount."""
+    params = state.get_params()
+    ex = _get_executor(state, account)
+    if ex is None:
+        return 0
+    slash = compute_slash(ex.stake, params.slash_executor_ppm)
+    stake = ex.stake - slash
+    state.put(
+        schema.executor_key(account),
+        ex._replace(
+            stake=stake,
+            slashed=ex.slashed + 1,
+            active=ex.active and stake >= params.min_executor_stake,
+        ),
+    )
+    _move_supply(state, asset_stakes=-slash, burned=slash)
+    return slash
 
 
 def _widen(state: State, job_id: bytes, job: Job, height: int) -> Job:
@@ -367,20 +430,7 @@ def _accept(
     mine = _result_of(post)
     dissenters = [p[0] for p in job.posts if _result_of(p) != mine]
     for account in dissenters:
-        ex = _get_executor(state, account)
-        if ex is None:
-            continue
-        slash = compute_slash(ex.stake, params.slash_executor_ppm)
-        stake = ex.stake - slash
-        state.put(
-            schema.executor_key(account),
-            ex._replace(
-                stake=stake,
-                slashed=ex.slashed + 1,
-                active=ex.active and stake >= params.min_executor_stake,
-            ),
-        )
-        _move_supply(state, asset_stakes=-slash, burned=slash)
+        _slash_executor(state, account)
     try:
         eligible = compute_eligible(kept, spec.rounds)
         settlement = compute_settlement(

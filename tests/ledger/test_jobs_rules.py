@@ -232,9 +232,118 @@ def test_disagreement_doubles_executors_and_the_liar_is_outvoted_and_slashed() -
     assert q.get_supply(chain.state).burned - burned == 10 * TOKEN
     assert q.get_account(chain.state, liar.pub).balance == liar_balance  # no pay
     late = key_of(job.assigned[3])
-    assert post(chain, late, job_id).code == ReceiptCode.INVALID_STATE
     assert q.get_executor(chain.state, late.pub).open_jobs == 0  # type: ignore[union-attr]
     assert q.get_executor_jobs(chain.state, late.pub) == []
+    assert post(chain, late, job_id, digest=LIE).ok  # a late liar is slashed too
+    job = q.get_job(chain.state, job_id)
+    assert job is not None and job.slashed == [liar.pub, late.pub]
+    assert q.get_executor(chain.state, late.pub).stake == 10 * TOKEN  # type: ignore[union-attr]
+    assert q.get_supply(chain.state).burned - burned == 20 * TOKEN
+    check_supply(chain)
+
+
+def late_setup() -> tuple[Chain, bytes, list[Key]]:
+    """k = 4, t = 2: the first two equal posts accept; two assigned executors remain."""
+    chain, assets, grants = setup({"job_replication": 4}, executors=5, fee=5 * TOKEN)
+    job_id = submit(chain, spec_bytes(assets), grants).result
+    keys = [key_of(p) for p in q.get_job(chain.state, job_id).assigned]  # type: ignore[union-attr]
+    assert post(chain, keys[0], job_id).ok and post(chain, keys[1], job_id).ok
+    job = q.get_job(chain.state, job_id)
+    assert job is not None and job.status == JOB_ACCEPTED and job.slashed == []
+    return chain, job_id, keys
+
+
+def test_late_differing_post_is_slashed_like_a_dissenter_at_acceptance() -> None:
+    from ledger.rules import compute_slash
+    from node.jobs_doc import get_job_doc
+
+    chain, job_id, keys = late_setup()
+    accepted = q.get_job(chain.state, job_id)
+    late, late2 = keys[2], keys[3]
+    supply = q.get_supply(chain.state)
+    stake = q.get_executor(chain.state, late.pub).stake  # type: ignore[union-attr]
+    paid = balances(chain, [BUYER.pub, *(k.pub for k in keys), *(p.pub for p in PROVIDERS)])
+    slash = compute_slash(stake, chain.state.get_params().slash_executor_ppm)
+    assert slash == stake // 2 > 0
+
+    r = post(chain, late, job_id, digest=LIE)
+    assert r.ok, r.reason
+    job = q.get_job(chain.state, job_id)
+    assert job is not None and job.status == JOB_ACCEPTED and job.slashed == [late.pub]
+    assert job.posts[-1][0] == late.pub and job.posts[-1][1] == LIE
+    ex = q.get_executor(chain.state, late.pub)
+    assert ex is not None and ex.stake == stake - slash and ex.slashed == 1
+    after = q.get_supply(chain.state)
+    assert after.burned - supply.burned == slash
+    assert supply.asset_stakes - after.asset_stakes == slash
+    # the settlement is final: nobody's balance moved, the anchored result is unchanged
+    assert balances(chain, [BUYER.pub, *(k.pub for k in keys), *(p.pub for p in PROVIDERS)]) == paid
+    assert accepted is not None and (job.digest, job.agreed, job.settlement, job.quality) == (
+        accepted.digest, accepted.agreed, accepted.settlement, accepted.quality)
+    doc = get_job_doc(chain.state, job_id)
+    assert doc is not None and doc["slashed"] == [late.pub.hex()]
+    assert doc["posts"][-1]["digest"] == LIE.hex()
+
+    # the whole tuple is compared: same digest, different metric also differs
+    r = post(chain, late2, job_id, metric=850_000)
+    assert r.ok, r.reason
+    job = q.get_job(chain.state, job_id)
+    assert job is not None and job.slashed == [late.pub, late2.pub]
+    assert q.get_supply(chain.state).burned - supply.burned == 2 * slash
+    # posting twice stays refused, and changes nothing
+    r = post(chain, late, job_id, digest=LIE)
+    assert r.code == ReceiptCode.INVALID_STATE and "already posted" in r.reason
+    assert q.get_executor(chain.state, late.pub).stake == stake - slash  # type: ignore[union-attr]
+    assert q.get_supply(chain.state).burned - supply.burned == 2 * slash
+    check_supply(chain)
+
+
+def test_late_equal_post_is_recorded_without_payment_or_slashing() -> None:
+    chain, job_id, keys = late_setup()
+    accepted = q.get_job(chain.state, job_id)
+    late = keys[2]
+    supply = q.get_supply(chain.state)
+    stake = q.get_executor(chain.state, late.pub).stake  # type: ignore[union-attr]
+    paid = balances(chain, [BUYER.pub, *(k.pub for k in keys), *(p.pub for p in PROVIDERS)])
+
+    r = post(chain, late, job_id)
+    assert r.ok, r.reason
+    job = q.get_job(chain.state, job_id)
+    assert job is not None and accepted is not None
+    assert len(job.posts) == 3 and job.posts[-1][0] == late.pub
+    assert job.slashed == [] and job.agreed == accepted.agreed
+    assert job.settlement == accepted.settlement
+    ex = q.get_executor(chain.state, late.pub)
+    assert ex is not None and ex.stake == stake and ex.slashed == 0 and ex.accepted == 0
+    assert balances(chain, [BUYER.pub, *(k.pub for k in keys), *(p.pub for p in PROVIDERS)]) == paid
+    assert q.get_supply(chain.state) == supply
+    r = post(chain, late, job_id)
+    assert r.code == ReceiptCode.INVALID_STATE and "already posted" in r.reason
+    check_supply(chain)
+
+
+def test_late_posts_by_outsiders_or_past_the_deadline_stay_refused() -> None:
+    chain, assets, grants = setup({"job_replication": 4, "job_timeout": 4}, executors=5,
+                                  fee=5 * TOKEN)
+    job_id = submit(chain, spec_bytes(assets), grants).result
+    job = q.get_job(chain.state, job_id)
+    assert job is not None
+    keys = [key_of(p) for p in job.assigned]
+    outsider = next(k for k in EXECUTORS if k.pub not in job.assigned)
+    assert post(chain, keys[0], job_id).ok and post(chain, keys[1], job_id).ok
+    supply = q.get_supply(chain.state)
+    r = post(chain, outsider, job_id, digest=LIE)
+    assert r.code == ReceiptCode.UNAUTHORIZED and "not assigned" in r.reason
+    assert q.get_executor(chain.state, outsider.pub).slashed == 0  # type: ignore[union-attr]
+    for _ in range(4):
+        chain.run([])
+    r = post(chain, keys[2], job_id, digest=LIE)
+    assert r.code == ReceiptCode.INVALID_STATE and "deadline" in r.reason
+    assert q.get_executor(chain.state, keys[2].pub).slashed == 0  # type: ignore[union-attr]
+    job = q.get_job(chain.state, job_id)
+    assert job is not None and job.slashed == [] and len(job.posts) == 2
+    after = q.get_supply(chain.state)
+    assert (after.burned, after.asset_stakes) == (supply.burned, supply.asset_stakes)
     check_supply(chain)
 
 
