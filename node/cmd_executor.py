@@ -1,17 +1,30 @@
-"""``dmchain executor run``: a long-running training-job executor (see node.executor_service)."""
+"""``dmchain executor run|unregister``: a training-job executor (see node.executor_service).
+
+``run`` is long-running: it registers, trains assigned jobs and posts results.
+``unregister`` posts ``UNREGISTER_EXECUTOR`` signed by the wallet's account
+and prints the executor stake returned; the chain's refusal (assigned to an
+open job, not a registered executor) is printed as ``executor: refused:
+<reason>`` with exit status 1.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import time
 from pathlib import Path
+from typing import Any
 
 from ledger.genesis import TOKEN
+from ledger.tx import TxKind
+from node.client import ClientError, NodeClient, Signer
+from node.wallet import WalletError, load_wallet
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the wallet, node, data paths, stake and fee."""
-    parser.add_argument("action", choices=["run"])
+    parser.add_argument("action", choices=["run", "unregister"])
     parser.add_argument("--wallet", type=Path, required=True,
                         help="wallet directory (dmchain wallet new): datasets come through "
                         "access grants, the validation key from the chain (JOB_KEYS)")
@@ -27,14 +40,70 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", default="127.0.0.1:0",
                         help="HOST:PORT of the model server (port 0: any free port)")
     parser.add_argument("--poll", type=float, default=0.5, help="seconds between polls")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="unregister: seconds to wait for the receipt")
+
+
+def _wait(client: NodeClient, tx_hash: bytes, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    doc: dict[str, Any] = {"hash": tx_hash.hex(), "status": "pending"}
+    while time.monotonic() < deadline:
+        try:
+            left = max(0.1, deadline - time.monotonic())
+            doc = client.wait(tx_hash, "confirmed", min(10.0, left))
+        except ClientError as exc:
+            if exc.code != "unknown_tx":
+                raise
+            time.sleep(0.2)
+            continue
+        if doc.get("status") in ("confirmed", "settled", "failed"):
+            return doc
+        time.sleep(0.2)
+    return doc
+
+
+def unregister(args: argparse.Namespace, client: NodeClient) -> int:
+    """Post UNREGISTER_EXECUTOR; print the stake returned, or the chain's refusal (status 1)."""
+    try:
+        if not args.wallet.is_dir():
+            raise ValueError(f"--wallet {args.wallet} is not a wallet directory")
+        seed = load_wallet(args.wallet).seed
+    except (OSError, ValueError, WalletError) as exc:
+        print(f"executor: error: {exc}")
+        return 1
+    try:
+        signer = Signer(seed, client.get_status()["chain_id"])
+        try:
+            stake = int(client.get_executor(signer.public_key)["stake"])
+        except ClientError as exc:
+            if exc.code != "unknown_executor":
+                raise
+            stake = 0  # the chain gives the reason
+        signer.nonce = client.get_account(signer.public_key)["nonce"]
+        tx_hash = client.submit(signer.sign(TxKind.UNREGISTER_EXECUTOR, []))
+        doc = _wait(client, tx_hash, args.timeout)
+    except ClientError as exc:
+        print(f"executor: error: {exc}")
+        return 1
+    if doc.get("status") == "failed":
+        print(f"executor: refused: {doc.get('reason', 'transaction failed')}")
+        return 1
+    if doc.get("status") not in ("confirmed", "settled"):
+        print(f"executor: error: not confirmed within {args.timeout:.0f} s: {doc}")
+        return 1
+    print(json.dumps({"account": signer.public_key.hex(), "returned_stake": stake,
+                      "tx": tx_hash.hex()}))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the executor until SIGTERM/SIGINT; 1 with a clear message on a setup error."""
+    """Run the executor until SIGTERM/SIGINT (or unregister); 1 with a clear message on error."""
+    if args.action == "unregister":
+        with NodeClient(args.node, timeout=args.timeout + 5) as client:
+            return unregister(args, client)
     # imported here: the service pulls in torch, which `dmchain --help` must not pay for
     from node import data_client as dc
     from node.blobstore import BlobStore
-    from node.client import ClientError, NodeClient
     from node.executor_service import (
         ExecutorConfig,
         ExecutorError,
@@ -43,7 +112,6 @@ def run(args: argparse.Namespace) -> int:
     )
     from node.job_grant_source import GrantPathSource
     from node.jobdata import DatasetSource, SealedKeySource
-    from node.wallet import WalletError, load_wallet
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     urls = dc.compute_blob_urls(args.node, args.blob_nodes)

@@ -1,4 +1,4 @@
-"""``dmchain job submit|status|model``: post a training job, follow it, fetch its model.
+"""``dmchain job submit|status|model|keys|expire``: post, follow, settle or expire a job.
 
 ``submit SPEC.json --validation FILE --grant ID ...`` checks the spec and the
 validation dataset locally, uploads the validation data encrypted (fresh
@@ -22,6 +22,11 @@ post them), from the buyer's own copy in its state directory.
 ``model ID --out FILE`` fetches the model from an agreeing executor, opens
 it with the buyer's key and writes it only if its SHA-256 equals the weights
 hash anchored on chain.
+
+``expire ID`` posts ``EXPIRE_JOB`` (any account may sign it) for an open job
+past its deadline and prints the refund to the buyer; the chain's refusal
+(job still open until height H, job already accepted, no such job) is printed
+as ``job: refused: <reason>`` with exit status 1.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ MAX_MODEL_BYTES = 64 * 1024 * 1024
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the action, its argument and the signer/node options."""
-    parser.add_argument("action", choices=["submit", "status", "model", "keys"])
+    parser.add_argument("action", choices=["submit", "status", "model", "keys", "expire"])
     parser.add_argument("arg", help="SPEC.json for submit, else the job id")
     parser.add_argument("--node", default="http://127.0.0.1:26700", help="node API URL")
     key = parser.add_mutually_exclusive_group()
@@ -283,8 +288,33 @@ def _keys(args: argparse.Namespace, client: NodeClient) -> int:
     return 0
 
 
+def _expire(args: argparse.Namespace, client: NodeClient) -> int:
+    """Post EXPIRE_JOB for ``args.arg``; print the buyer's refund, or the chain's refusal."""
+    try:
+        seed = _load_seed(args)
+        job_id = _job_id(args.arg)
+    except (OSError, ValueError) as exc:
+        print(f"job: error: {exc}")
+        return 1
+    signer = Signer(seed, client.get_status()["chain_id"])
+    signer.nonce = client.get_account(signer.public_key)["nonce"]
+    tx_hash = client.submit(signer.sign(TxKind.EXPIRE_JOB, [job_id], args.fee))
+    doc = _wait(client, tx_hash, args.timeout)
+    if doc.get("status") == "failed":
+        print(f"job: refused: {doc.get('reason', 'transaction failed')}")
+        return 1
+    if doc.get("status") not in ("confirmed", "settled"):
+        print(f"job: error: not confirmed within {args.timeout:.0f} s: {doc}")
+        return 1
+    job = client.get_job(job_id)
+    settlement = job.get("settlement") or {}
+    print(json.dumps({"job_id": job_id.hex(), "status": job["status"], "buyer": job["buyer"],
+                      "refund": settlement.get("buyer_refund", 0), "tx": tx_hash.hex()}))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run ``submit``, ``status`` or ``model``; 1 with a clear message on any error."""
+    """Run ``submit``, ``status``, ``model``, ``keys`` or ``expire``; 1 with a clear message."""
     with NodeClient(args.node, timeout=args.timeout + 5) as client:
         try:
             if args.action == "submit":
@@ -293,6 +323,8 @@ def run(args: argparse.Namespace) -> int:
                 return _model(args, client)
             if args.action == "keys":
                 return _keys(args, client)
+            if args.action == "expire":
+                return _expire(args, client)
             doc = client.get_job(_job_id(args.arg))
         except ValueError as exc:
             print(f"job: error: {exc}")

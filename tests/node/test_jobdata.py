@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +201,155 @@ def test_job_keys_posts_only_for_executors_without_a_key(tmp_path: Path) -> None
     # default state directory: job-keys next to the --key file
     args.state_dir = None
     assert cmd_job._state_dir(args) == tmp_path / "job-keys"
+
+
+class LedgerClient:
+    """An in-process NodeClient for ``dmchain job expire`` / ``executor unregister``.
+
+    Each submitted transaction is applied in its own block by the real ledger
+    rules; ``wait`` answers the receipt the way a node does (``failed`` with
+    the rule's reason, else ``confirmed``); documents come from node.jobs_doc.
+    """
+
+    def __init__(self, chain: Any) -> None:
+        self.chain = chain
+        self.receipts: dict[bytes, Any] = {}
+
+    def get_status(self) -> dict[str, Any]:
+        from ledger_helpers import CHAIN
+
+        return {"chain_id": CHAIN}
+
+    def get_account(self, account: bytes) -> dict[str, Any]:
+        return {"nonce": self.chain.state.get_account(account).nonce}
+
+    def submit(self, raw: bytes) -> bytes:
+        from ledger.tx import decode_tx
+
+        [receipt] = self.chain.run([decode_tx(raw)])
+        self.receipts[receipt.tx_hash] = receipt
+        return bytes(receipt.tx_hash)
+
+    def wait(self, tx_hash: bytes, status: str, timeout: float) -> dict[str, Any]:
+        receipt = self.receipts[tx_hash]
+        doc = {"hash": tx_hash.hex(), "status": "confirmed" if receipt.ok else "failed"}
+        return doc if receipt.ok else doc | {"reason": receipt.reason}
+
+    def get_job(self, job_id: bytes) -> dict[str, Any]:
+        from node.client import ClientError
+        from node.jobs_doc import get_job_doc
+
+        doc = get_job_doc(self.chain.state, job_id)
+        if doc is None:
+            raise ClientError("unknown_job", "no such job")
+        return doc
+
+    def get_executor(self, account: bytes) -> dict[str, Any]:
+        from node.client import ClientError
+        from node.jobs_doc import get_executor_doc
+
+        doc = get_executor_doc(self.chain.state, account)
+        if doc is None:
+            raise ClientError("unknown_executor", "no such executor")
+        return doc
+
+
+def _jobs_rules() -> Any:
+    """The job fixtures of tests/ledger/test_jobs_rules.py (imported as a module, not collected)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ledger"))
+    import test_jobs_rules
+
+    return test_jobs_rules
+
+
+def test_job_expire_cli_prints_the_refund_or_the_chains_refusal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from ledger import queries as q
+    from ledger.records import JOB_EXPIRED
+    from node import cmd_job
+
+    jr = _jobs_rules()
+    chain, assets, grants = jr.setup({"job_timeout": 3})
+    job_id = jr.submit(chain, jr.spec_bytes(assets), grants).result
+    anyone = jr.OTHER_BUYER  # any account may expire a job past its deadline
+    key_file = tmp_path / "anyone.key"
+    key_file.write_text(anyone.seed.hex())
+    client = LedgerClient(chain)
+    parser = argparse.ArgumentParser()
+    cmd_job.add_arguments(parser)
+    args = parser.parse_args(["expire", job_id.hex(), "--key", str(key_file)])
+    buyer_before = q.get_account(chain.state, jr.BUYER.pub).balance
+
+    assert cmd_job._expire(args, client) == 1  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert out.startswith("job: refused: ") and "open until height" in out, out
+    assert q.get_job(chain.state, job_id).status != JOB_EXPIRED  # type: ignore[union-attr]
+
+    while chain.state.height <= q.get_job(chain.state, job_id).deadline:  # type: ignore[union-attr]
+        chain.run([])
+    assert cmd_job._expire(args, client) == 0  # type: ignore[arg-type]
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["job_id"] == job_id.hex() and doc["status"] == "expired"
+    assert doc["refund"] == jr.BID and doc["buyer"] == jr.BUYER.pub.hex()
+    assert q.get_account(chain.state, jr.BUYER.pub).balance - buyer_before == jr.BID
+    jr.check_supply(chain)
+
+    assert cmd_job._expire(args, client) == 1  # type: ignore[arg-type]
+    assert capsys.readouterr().out.strip() == "job: refused: job is expired"
+    args = parser.parse_args(["expire", ("ab" * 32), "--key", str(key_file)])
+    assert cmd_job._expire(args, client) == 1  # type: ignore[arg-type]
+    assert capsys.readouterr().out.strip() == "job: refused: no such job"
+    args = parser.parse_args(["expire", "abcd", "--key", str(key_file)])
+    assert cmd_job._expire(args, client) == 1  # type: ignore[arg-type]
+    assert "32 bytes" in capsys.readouterr().out
+
+
+def test_executor_unregister_cli_returns_the_stake_or_prints_the_refusal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from ledger import queries as q
+    from node import cmd_executor
+    from node.wallet import process_create_wallet
+
+    jr = _jobs_rules()
+    chain, assets, grants = jr.setup({"job_timeout": 2})
+    job_id = jr.submit(chain, jr.spec_bytes(assets), grants).result
+    busy = jr.key_of(q.get_job(chain.state, job_id).assigned[0])  # type: ignore[union-attr]
+    wallet = tmp_path / "wallet"
+    process_create_wallet(wallet, busy.seed)
+    client = LedgerClient(chain)
+    parser = argparse.ArgumentParser()
+    cmd_executor.add_arguments(parser)
+    args = parser.parse_args(["unregister", "--wallet", str(wallet)])
+    stake = q.get_executor(chain.state, busy.pub).stake  # type: ignore[union-attr]
+    balance = q.get_account(chain.state, busy.pub).balance
+
+    assert cmd_executor.unregister(args, client) == 1  # type: ignore[arg-type]
+    out = capsys.readouterr().out.strip()
+    assert out == "executor: refused: executor is assigned to 1 open job(s)", out
+    assert q.get_executor(chain.state, busy.pub).stake == stake  # type: ignore[union-attr]
+
+    chain.run([])
+    chain.run([])
+    assert chain.run1(jr.OTHER_BUYER, jr.TxKind.EXPIRE_JOB, [job_id]).ok  # job closed
+    assert cmd_executor.unregister(args, client) == 0  # type: ignore[arg-type]
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["account"] == busy.pub.hex() and doc["returned_stake"] == stake == 20 * jr.TOKEN
+    assert q.get_account(chain.state, busy.pub).balance - balance == stake
+    ex = q.get_executor(chain.state, busy.pub)
+    assert ex is not None and ex.stake == 0 and not ex.active
+    jr.check_supply(chain)
+
+    assert cmd_executor.unregister(args, client) == 1  # type: ignore[arg-type]
+    out = capsys.readouterr().out.strip()
+    assert out == "executor: refused: sender is not a registered executor", out
+    args = parser.parse_args(["unregister", "--wallet", str(tmp_path / "none")])
+    assert cmd_executor.unregister(args, client) == 1  # type: ignore[arg-type]
+    assert "not a wallet directory" in capsys.readouterr().out
