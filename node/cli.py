@@ -36,8 +36,8 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("audit", "node.cmd_audit", "KYC_Audit: request, approve, object, status, decrypt"),
     ("governance", "node.cmd_governance", "k-of-n governance actions: auditors, parameters"),
     # -- training jobs --
-    ("job", "node.cmd_job", "submit a training job, show its status, fetch its model"),
-    ("executor", "node.cmd_executor", "run a training-job executor (registers, trains, posts)"),
+    ("job", "node.cmd_job", "submit a training job, show its status, fetch its model, expire it"),
+    ("executor", "node.cmd_executor", "run a training-job executor, or unregister it"),
 ]
 
 
