@@ -6,6 +6,7 @@ Signing is local: the private seed never leaves the process.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,3 +184,26 @@ class NodeClient:
     def get_executor(self, account: bytes) -> dict[str, Any]:
         """Return an executor document (raises ClientError unknown_executor if none)."""
         return dict(self._request("GET", f"/v1/executors/{account.hex()}"))
+
+
+def get_tx_outcome(client: NodeClient, tx_hash: bytes, timeout: float) -> dict[str, Any]:
+    """Wait until the transaction is confirmed, settled or failed, at most ``timeout`` s.
+
+    Returns the last status document; its status is "pending" if the node
+    never reported an outcome in time (an unknown hash counts as pending).
+    """
+    deadline = time.monotonic() + timeout
+    doc: dict[str, Any] = {"hash": tx_hash.hex(), "status": "pending"}
+    while time.monotonic() < deadline:
+        try:
+            left = max(0.1, deadline - time.monotonic())
+            doc = client.wait(tx_hash, "confirmed", min(10.0, left))
+        except ClientError as exc:
+            if exc.code != "unknown_tx":
+                raise
+            time.sleep(0.2)
+            continue
+        if doc.get("status") in ("confirmed", "settled", "failed"):
+            return doc
+        time.sleep(0.2)
+    return doc

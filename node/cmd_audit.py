@@ -26,6 +26,7 @@ import umbral_pre
 from consensus.crypto import compute_public_key
 from ledger.tx import TxKind
 from node.client import ClientError
+from node.keys import write_secret_file
 from node.kyc_client import KycClient
 from node.kyc_tools import (
     CommandError,
@@ -38,7 +39,6 @@ from node.kyc_tools import (
     process_sign_submit,
     process_submit_and_wait,
     wait_for,
-    write_secret_file,
 )
 from pre.keywrap import compute_umbral_public_key_bytes
 from pre.kyc import KycError, SealedCredential, open_audited_fields

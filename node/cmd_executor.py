@@ -12,13 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
 from pathlib import Path
-from typing import Any
 
 from ledger.genesis import TOKEN
 from ledger.tx import TxKind
-from node.client import ClientError, NodeClient, Signer
+from node.client import ClientError, NodeClient, Signer, get_tx_outcome
 from node.wallet import WalletError, load_wallet
 
 
@@ -44,24 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="unregister: seconds to wait for the receipt")
 
 
-def _wait(client: NodeClient, tx_hash: bytes, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    doc: dict[str, Any] = {"hash": tx_hash.hex(), "status": "pending"}
-    while time.monotonic() < deadline:
-        try:
-            left = max(0.1, deadline - time.monotonic())
-            doc = client.wait(tx_hash, "confirmed", min(10.0, left))
-        except ClientError as exc:
-            if exc.code != "unknown_tx":
-                raise
-            time.sleep(0.2)
-            continue
-        if doc.get("status") in ("confirmed", "settled", "failed"):
-            return doc
-        time.sleep(0.2)
-    return doc
-
-
 def unregister(args: argparse.Namespace, client: NodeClient) -> int:
     """Post UNREGISTER_EXECUTOR; print the stake returned, or the chain's refusal (status 1)."""
     try:
@@ -81,7 +61,7 @@ def unregister(args: argparse.Namespace, client: NodeClient) -> int:
             stake = 0  # the chain gives the reason
         signer.nonce = client.get_account(signer.public_key)["nonce"]
         tx_hash = client.submit(signer.sign(TxKind.UNREGISTER_EXECUTOR, []))
-        doc = _wait(client, tx_hash, args.timeout)
+        doc = get_tx_outcome(client, tx_hash, args.timeout)
     except ClientError as exc:
         print(f"executor: error: {exc}")
         return 1

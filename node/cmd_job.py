@@ -35,9 +35,7 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -46,7 +44,7 @@ from ledger.tx import MAX_JOB_KEYS, TxKind
 from ml.data import MAX_BYTES, DatasetError, decode_dataset
 from ml.spec import MAX_JSON_SIZE, SpecError, encode_spec, parse_spec_json
 from node.blobstore import BlobStore
-from node.client import ClientError, NodeClient, Signer
+from node.client import ClientError, NodeClient, Signer, get_tx_outcome
 from node.jobdata import (
     JobDataError,
     compute_key_entries,
@@ -117,7 +115,7 @@ def _post_keys(
         entries = compute_key_entries(key, executors[start : start + MAX_JOB_KEYS])
         signer.nonce = client.get_account(signer.public_key)["nonce"]
         tx_hash = client.submit(signer.sign(TxKind.JOB_KEYS, [job_id, entries], args.fee))
-        doc = _wait(client, tx_hash, args.timeout)
+        doc = get_tx_outcome(client, tx_hash, args.timeout)
         if doc.get("status") == "failed":
             return f"JOB_KEYS refused: {doc.get('reason', 'transaction failed')}"
         if doc.get("status") not in ("confirmed", "settled"):
@@ -130,24 +128,6 @@ def _job_id(text: str) -> bytes:
     if len(raw) != 32:
         raise ValueError("a job id is 32 bytes (64 hex characters)")
     return raw
-
-
-def _wait(client: NodeClient, tx_hash: bytes, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    doc: dict[str, Any] = {"hash": tx_hash.hex(), "status": "pending"}
-    while time.monotonic() < deadline:
-        try:
-            left = max(0.1, deadline - time.monotonic())
-            doc = client.wait(tx_hash, "confirmed", min(10.0, left))
-        except ClientError as exc:
-            if exc.code != "unknown_tx":
-                raise
-            time.sleep(0.2)
-            continue
-        if doc.get("status") in ("confirmed", "settled", "failed"):
-            return doc
-        time.sleep(0.2)
-    return doc
 
 
 def _submit(args: argparse.Namespace, client: NodeClient) -> int:
@@ -201,7 +181,7 @@ def _submit(args: argparse.Namespace, client: NodeClient) -> int:
     except ClientError:
         own.unlink(missing_ok=True)  # not admitted: no job
         raise
-    doc = _wait(client, tx_hash, args.timeout)
+    doc = get_tx_outcome(client, tx_hash, args.timeout)
     if doc.get("status") == "failed":
         own.unlink(missing_ok=True)  # no job: nothing to deliver later
         print(f"job: refused: {doc.get('reason', 'transaction failed')}")
@@ -299,7 +279,7 @@ def _expire(args: argparse.Namespace, client: NodeClient) -> int:
     signer = Signer(seed, client.get_status()["chain_id"])
     signer.nonce = client.get_account(signer.public_key)["nonce"]
     tx_hash = client.submit(signer.sign(TxKind.EXPIRE_JOB, [job_id], args.fee))
-    doc = _wait(client, tx_hash, args.timeout)
+    doc = get_tx_outcome(client, tx_hash, args.timeout)
     if doc.get("status") == "failed":
         print(f"job: refused: {doc.get('reason', 'transaction failed')}")
         return 1

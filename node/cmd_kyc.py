@@ -25,6 +25,7 @@ import umbral_pre
 from ledger.rules_kyc import MAX_KFRAG_FIELDS, MAX_KFRAG_PROXIES
 from ledger.tx import MAX_KYC_FIELD_NAME, TxKind
 from node.client import ClientError
+from node.keys import write_secret_file
 from node.kyc_client import KycClient
 from node.kyc_tools import (
     CommandError,
@@ -33,7 +34,6 @@ from node.kyc_tools import (
     get_seed,
     parse_hex32,
     process_sign_submit,
-    write_secret_file,
 )
 from pre.keywrap import KeyWrapError, compute_umbral_public_key_bytes
 from pre.kyc import (

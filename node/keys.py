@@ -173,16 +173,21 @@ def load_node_keys(home: Path) -> NodeKeys:
     return NodeKeys(account_seed=account, identity_seed=identity, umbral_secret=umbral_secret)
 
 
-def _write_secret(path: Path, secret: bytes) -> None:
+def write_secret_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename), mode 0600."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
     try:
         os.fchmod(fd, FILE_MODE)
-        os.write(fd, (secret.hex() + "\n").encode("ascii"))
+        os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def _write_secret(path: Path, secret: bytes) -> None:
+    write_secret_file(path, (secret.hex() + "\n").encode("ascii"))
 
 
 def _read_secret(path: Path, size: int) -> bytes:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -137,15 +136,6 @@ def load_governance_seeds(path: Path) -> list[bytes]:
     if not seeds or any(len(s) != 32 for s in seeds):
         raise CommandError(f"{path}: governance seeds must be 32-byte hex strings")
     return seeds
-
-
-def write_secret_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` readable by its owner only (0600)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
 
 
 def wait_for(predicate: Any, timeout: float, interval: float = 0.5) -> Any:

@@ -27,6 +27,7 @@ from typing import Any
 import umbral_pre
 
 from consensus.crypto import SEED_SIZE, compute_public_key
+from node.keys import write_secret_file
 
 ACCOUNT_FILE = "account.key"
 UMBRAL_FILE = "umbral.key"
@@ -45,15 +46,7 @@ class WalletError(ValueError):
 
 
 def _write_secret(path: Path, secret: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    try:
-        os.fchmod(fd, FILE_MODE)
-        os.write(fd, (secret.hex() + "\n").encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_secret_file(path, (secret.hex() + "\n").encode("ascii"))
 
 
 def _read_secret(path: Path, size: int) -> bytes:
@@ -79,14 +72,7 @@ def _read_secret(path: Path, size: int) -> bytes:
 def write_json_file(path: Path, value: Any) -> None:
     """Atomically write ``value`` as JSON to ``path`` with mode 0600."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    with os.fdopen(fd, "w") as out:
-        json.dump(value, out, indent=2, sort_keys=True)
-        out.write("\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    write_secret_file(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
 
 
 def read_json_file(path: Path) -> Any:
