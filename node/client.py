@@ -207,3 +207,16 @@ def get_tx_outcome(client: NodeClient, tx_hash: bytes, timeout: float) -> dict[s
             return doc
         time.sleep(0.2)
     return doc
+
+
+def get_outcome_problem(doc: dict[str, Any], timeout: float) -> tuple[str, str] | None:
+    """Return None if ``doc`` (from :func:`get_tx_outcome`) is confirmed or settled.
+
+    Otherwise ``("refused", chain reason)`` for a failed transaction, or
+    ``("error", ...)`` when no outcome arrived within ``timeout`` seconds.
+    """
+    if doc.get("status") == "failed":
+        return "refused", str(doc.get("reason", "transaction failed"))
+    if doc.get("status") not in ("confirmed", "settled"):
+        return "error", f"not confirmed within {timeout:.0f} s: {doc}"
+    return None

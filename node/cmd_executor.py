@@ -16,7 +16,13 @@ from pathlib import Path
 
 from ledger.genesis import TOKEN
 from ledger.tx import TxKind
-from node.client import ClientError, NodeClient, Signer, get_tx_outcome
+from node.client import (
+    ClientError,
+    NodeClient,
+    Signer,
+    get_outcome_problem,
+    get_tx_outcome,
+)
 from node.wallet import WalletError, load_wallet
 
 
@@ -65,11 +71,9 @@ def unregister(args: argparse.Namespace, client: NodeClient) -> int:
     except ClientError as exc:
         print(f"executor: error: {exc}")
         return 1
-    if doc.get("status") == "failed":
-        print(f"executor: refused: {doc.get('reason', 'transaction failed')}")
-        return 1
-    if doc.get("status") not in ("confirmed", "settled"):
-        print(f"executor: error: not confirmed within {args.timeout:.0f} s: {doc}")
+    problem = get_outcome_problem(doc, args.timeout)
+    if problem is not None:
+        print(f"executor: {problem[0]}: {problem[1]}")
         return 1
     print(json.dumps({"account": signer.public_key.hex(), "returned_stake": stake,
                       "tx": tx_hash.hex()}))

@@ -44,7 +44,13 @@ from ledger.tx import MAX_JOB_KEYS, TxKind
 from ml.data import MAX_BYTES, DatasetError, decode_dataset
 from ml.spec import MAX_JSON_SIZE, SpecError, encode_spec, parse_spec_json
 from node.blobstore import BlobStore
-from node.client import ClientError, NodeClient, Signer, get_tx_outcome
+from node.client import (
+    ClientError,
+    NodeClient,
+    Signer,
+    get_outcome_problem,
+    get_tx_outcome,
+)
 from node.jobdata import (
     JobDataError,
     compute_key_entries,
@@ -115,11 +121,9 @@ def _post_keys(
         entries = compute_key_entries(key, executors[start : start + MAX_JOB_KEYS])
         signer.nonce = client.get_account(signer.public_key)["nonce"]
         tx_hash = client.submit(signer.sign(TxKind.JOB_KEYS, [job_id, entries], args.fee))
-        doc = get_tx_outcome(client, tx_hash, args.timeout)
-        if doc.get("status") == "failed":
-            return f"JOB_KEYS refused: {doc.get('reason', 'transaction failed')}"
-        if doc.get("status") not in ("confirmed", "settled"):
-            return f"JOB_KEYS not confirmed within {args.timeout:.0f} s"
+        problem = get_outcome_problem(get_tx_outcome(client, tx_hash, args.timeout), args.timeout)
+        if problem is not None:
+            return f"JOB_KEYS {problem[0]}: {problem[1]}"
     return None
 
 
@@ -181,20 +185,18 @@ def _submit(args: argparse.Namespace, client: NodeClient) -> int:
     except ClientError:
         own.unlink(missing_ok=True)  # not admitted: no job
         raise
-    doc = get_tx_outcome(client, tx_hash, args.timeout)
-    if doc.get("status") == "failed":
-        own.unlink(missing_ok=True)  # no job: nothing to deliver later
-        print(f"job: refused: {doc.get('reason', 'transaction failed')}")
-        return 1
-    if doc.get("status") not in ("confirmed", "settled"):
-        print(f"job: error: not confirmed within {args.timeout:.0f} s: {doc}")
+    problem = get_outcome_problem(get_tx_outcome(client, tx_hash, args.timeout), args.timeout)
+    if problem is not None:
+        if problem[0] == "refused":
+            own.unlink(missing_ok=True)  # no job: nothing to deliver later
+        print(f"job: {problem[0]}: {problem[1]}")
         return 1
     job = client.get_job(tx_hash)
     assigned = [bytes.fromhex(e["executor"]) for e in job["assigned"]]
-    problem = _post_keys(client, signer, tx_hash, key, assigned, args)
-    if problem is not None:
+    keys_problem = _post_keys(client, signer, tx_hash, key, assigned, args)
+    if keys_problem is not None:
         print(tx_hash.hex())
-        print(f"job: error: job submitted but its keys were not delivered ({problem}); "
+        print(f"job: error: job submitted but its keys were not delivered ({keys_problem}); "
               f"retry with `dmchain job keys {tx_hash.hex()}`")
         return 1
     print(tx_hash.hex())
@@ -279,12 +281,9 @@ def _expire(args: argparse.Namespace, client: NodeClient) -> int:
     signer = Signer(seed, client.get_status()["chain_id"])
     signer.nonce = client.get_account(signer.public_key)["nonce"]
     tx_hash = client.submit(signer.sign(TxKind.EXPIRE_JOB, [job_id], args.fee))
-    doc = get_tx_outcome(client, tx_hash, args.timeout)
-    if doc.get("status") == "failed":
-        print(f"job: refused: {doc.get('reason', 'transaction failed')}")
-        return 1
-    if doc.get("status") not in ("confirmed", "settled"):
-        print(f"job: error: not confirmed within {args.timeout:.0f} s: {doc}")
+    problem = get_outcome_problem(get_tx_outcome(client, tx_hash, args.timeout), args.timeout)
+    if problem is not None:
+        print(f"job: {problem[0]}: {problem[1]}")
         return 1
     job = client.get_job(job_id)
     settlement = job.get("settlement") or {}
