@@ -20,6 +20,12 @@ Liveness: an idle writer sends a heartbeat (a zero-length frame) every
 ``heartbeat_interval``; a connected member that sends nothing for
 ``idle_timeout`` has its connection closed and redialled.
 
+Write-ahead hook: ``before_write``, when given, runs before any batch is
+written, in the writer task. The node makes its consensus records durable
+there, so a vote never reaches a peer before the record that forbids a
+conflicting vote is on disk, and all records of a burst of messages share one
+synced write.
+
 Delivery is at most once and in order per peer: a batch whose write fails is
 dropped (counted in ``metrics.frames_lost``), never resent, so the receiver
 never sees duplicates. Consensus retransmits what it needs.
@@ -64,6 +70,7 @@ from node.framing import (
     encode_frames,
 )
 from node.tasks import start_supervised
+from node.yamux_window import install_batched_window_updates
 
 logger = logging.getLogger("dmchain.transport")
 
@@ -112,7 +119,7 @@ class TransportLimits:
     dial_timeout: float = 20.0
     reconnect_initial_delay: float = 0.05
     reconnect_max_delay: float = 2.0
-    heartbeat_interval: float = 1.0
+    heartbeat_interval: float = 3.0
     idle_timeout: float = 10.0
 
     def check(self) -> None:
@@ -244,9 +251,13 @@ class Transport:
         members: Mapping[str, Member | tuple[str, str]],
         on_frames: OnFrames,
         limits: TransportLimits | None = None,
+        before_write: Callable[[], None] | None = None,
     ) -> None:
         self.limits = limits or TransportLimits()
+        # Called (synchronously) before any batch of frames goes on the wire.
+        self.before_write = before_write
         self.limits.check()
+        install_batched_window_updates()
         self.identity = identity
         self.peer_id = ID.from_pubkey(identity.public_key)
         try:
@@ -523,6 +534,8 @@ class Transport:
                 wire_bytes += compute_framed_size(frame)
                 peer.queued_bytes -= len(frame)
             data = encode_frames(batch, self.limits.max_frame_size)
+            if self.before_write is not None:
+                self.before_write()
             written = False
             try:
                 await stream.write(data)

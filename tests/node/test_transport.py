@@ -19,6 +19,7 @@ from libp2p import new_host
 from libp2p.crypto.keys import KeyPair
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
+from libp2p.stream_muxer.yamux import yamux
 
 from consensus.crypto import compute_seed_from_label
 from node.framing import FrameError, encode_frames
@@ -30,6 +31,7 @@ from node.transport import (
     TransportError,
     TransportLimits,
 )
+from node.yamux_window import compute_release
 
 WAIT_S = 20.0
 FAST = TransportLimits(reconnect_initial_delay=0.02, reconnect_max_delay=0.2, dial_timeout=3.0)
@@ -450,3 +452,69 @@ async def test_crash_in_frame_handler_propagates_and_is_logged(
             await trio.sleep_forever()
     assert info.group_contains(RuntimeError, match="handler bug")
     assert any("event=task_crashed" in r.getMessage() for r in caplog.records)
+
+
+async def test_window_credit_is_returned_in_batches_and_never_stalls_a_sender(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Thousands of small writes (3 MiB, twelve times the initial window) arrive in
+    order, with one WINDOW_UPDATE per half window consumed instead of one per read."""
+    updates: list[int] = []
+    original = yamux.YamuxStream.send_window_update
+
+    async def counted(self: Any, increment: int, skip_lock: bool = False) -> None:
+        updates.append(increment)
+        await original(self, increment, skip_lock)
+
+    monkeypatch.setattr(yamux.YamuxStream, "send_window_update", counted)
+    _, transports, inboxes = _cluster(["a", "b"])
+    count, size = 3_000, 1_024
+    async with trio.open_nursery() as nursery:
+        for transport in transports.values():
+            await _start(nursery, transport)
+        await _wait_until(lambda: _all_connected(transports), "connected")
+        updates.clear()
+        for i in range(count):
+            transports["a"].send("b", i.to_bytes(4, "big") + bytes(size - 4))
+            await trio.sleep(0)  # let the writer go: many separate writes and reads
+        await _wait_until(lambda: len(inboxes["b"].frames["a"]) == count, "all frames")
+        nursery.cancel_scope.cancel()
+    got = [int.from_bytes(f[:4], "big") for f in inboxes["b"].frames["a"]]
+    assert got == list(range(count))
+    assert transports["b"].metrics.reads > 100
+    # ~3 MiB of frames in 128 KiB credits: about 24 updates, not one per read.
+    assert len(updates) <= 3 * count * size // (128 * 1024)
+    assert all(increment >= 128 * 1024 for increment in updates)
+
+
+def test_compute_release_keeps_every_byte_of_credit() -> None:
+    window = 256 * 1024
+    pending = 0
+    released = 0
+    for read in [1, 500, 64 * 1024, 70 * 1024, 3, 200 * 1024, 0]:
+        increment, after = compute_release(pending, read, window)
+        assert increment + after == pending + read
+        assert increment == 0 or increment >= window // 2
+        released += increment
+        pending = after
+    assert released + pending == 1 + 500 + 134 * 1024 + 3 + 200 * 1024
+
+
+async def test_before_write_hook_runs_before_every_batch_is_written() -> None:
+    """The node makes its consensus records durable in this hook: no batch may be
+    written without it having run first."""
+    _, transports, inboxes = _cluster(["a", "b"])
+    a = transports["a"]
+    calls: list[int] = []
+    a.before_write = lambda: calls.append(a.metrics.writes)
+    async with trio.open_nursery() as nursery:
+        for transport in transports.values():
+            await _start(nursery, transport)
+        for i in range(50):
+            a.send("b", f"frame {i}".encode())
+            await trio.sleep(0.001)
+        await _wait_until(lambda: len(inboxes["b"].frames["a"]) == 50, "all frames")
+        nursery.cancel_scope.cancel()
+    # Called once per batch, each time before that batch's write was counted.
+    assert a.metrics.writes > 0
+    assert calls == list(range(a.metrics.writes))
