@@ -88,6 +88,7 @@ class BenchOptions:
     batch_max_txs: int = 0
     pbft_timeout_ms: int = 0
     node_tick_ms: int = 0
+    node_in_flight: int = 0
     idle_s: float = 5.0
     command: str = ""
 
@@ -201,6 +202,8 @@ def get_experiment_env(opts: BenchOptions) -> dict[str, str]:
         env[node_runner.ENV_PBFT_TIMEOUT_MS] = str(opts.pbft_timeout_ms)
     if opts.node_tick_ms > 0:
         env[node_runner.ENV_TICK_MS] = str(opts.node_tick_ms)
+    if opts.node_in_flight > 0:
+        env[node_runner.ENV_IN_FLIGHT] = str(opts.node_in_flight)
     return env
 
 

@@ -7,9 +7,11 @@ Usage: ``python -m bench.node_runner start --home DIR`` (same arguments as
   (``time.process_time``: CPU seconds of this process; time blocked in epoll
   or fsync does not count) and write the stats to PATH when the node exits.
 - ``DMCHAIN_BENCH_PBFT_TIMEOUT_MS=N``: PBFT's base progress timeout (the node
-  uses the consensus default of 500 ms) - an experiment, reported as such.
-- ``DMCHAIN_BENCH_TICK_MS=N``: the node's tick interval (default 5 ms) - an
+  uses 2,000 ms) - an experiment, reported as such.
+- ``DMCHAIN_BENCH_TICK_MS=N``: the node's tick interval (default 20 ms) - an
   experiment, reported as such.
+- ``DMCHAIN_BENCH_IN_FLIGHT=N``: proposals a leader keeps uncommitted
+  (default 2) - an experiment, reported as such.
 
 Overrides exist so the benchmark can measure the effect of a proposed node
 change before it is made; a run that uses one says so in its report.
@@ -26,6 +28,7 @@ import time
 ENV_PROFILE = "DMCHAIN_BENCH_PROFILE"
 ENV_PBFT_TIMEOUT_MS = "DMCHAIN_BENCH_PBFT_TIMEOUT_MS"
 ENV_TICK_MS = "DMCHAIN_BENCH_TICK_MS"
+ENV_IN_FLIGHT = "DMCHAIN_BENCH_IN_FLIGHT"
 
 
 def process_apply_overrides(env: dict[str, str]) -> list[str]:
@@ -46,6 +49,10 @@ def process_apply_overrides(env: dict[str, str]) -> list[str]:
     if tick:
         runtime.__dict__["TICK_S"] = int(tick) / 1000
         changed.append(f"tick={tick} ms")
+    in_flight = env.get(ENV_IN_FLIGHT)
+    if in_flight:
+        runtime.__dict__["MAX_PROPOSALS_IN_FLIGHT"] = int(in_flight)
+        changed.append(f"proposals in flight={in_flight}")
     return changed
 
 

@@ -55,13 +55,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--pbft-timeout-ms",
         type=int,
         default=0,
-        help="experiment: PBFT base progress timeout for launched nodes (node default 500)",
+        help="experiment: PBFT base progress timeout for launched nodes (node default 2000)",
     )
     parser.add_argument(
         "--node-tick-ms",
         type=int,
         default=0,
-        help="experiment: node tick interval for launched nodes (node default 5)",
+        help="experiment: node tick interval for launched nodes (node default 20)",
+    )
+    parser.add_argument(
+        "--node-in-flight",
+        type=int,
+        default=0,
+        help="experiment: proposals a leader keeps uncommitted (node default 2)",
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument(
@@ -94,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         batch_max_txs=args.batch_max_txs,
         pbft_timeout_ms=args.pbft_timeout_ms,
         node_tick_ms=args.node_tick_ms,
+        node_in_flight=args.node_in_flight,
         command="dmchain bench " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 else []),
     )
     if args.quick:
