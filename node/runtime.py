@@ -113,7 +113,13 @@ MAX_SYNC_BLOCKS = 32
 MAX_SYNC_NOTICES = 16
 MAX_SETTLED_KEPT = 256
 MAX_INBOX = 50_000
-VERIFIED_REMEMBERED = 500_000
+# Hashes of transactions whose signature this node checked and that no block
+# has executed yet (dropped on execution, oldest first past this bound).
+VERIFIED_REMEMBERED = 100_000
+# Committed hashes a replica's pool remembers, so a copy gossiped late is not
+# proposed again: 100,000 is 16 minutes at 100 tx/s (500,000 grew each
+# replica's memory for over an hour at that rate).
+COMMITTED_REMEMBERED = 100_000
 PBFT_WINDOW = 6
 # The leader keeps at most this many of its proposals uncommitted. Blocks then
 # grow with the round time instead of the tick splitting the load into many
@@ -223,7 +229,7 @@ class Node:
         self.mempool = Mempool(
             limits.mempool_max_txs, limits.mempool_max_bytes, limits.mempool_max_per_sender
         )
-        self.pool = ProposalPool(limits.mempool_max_txs)
+        self.pool = ProposalPool(limits.mempool_max_txs, COMMITTED_REMEMBERED)
         self.tracker = TxTracker()
         self.metrics = NodeMetrics(self.name)
         self.max_body_bytes = limits.http_max_body_bytes
@@ -511,10 +517,11 @@ class Node:
         started = time.perf_counter()
         decoded = decode_payload(payload)
         txs = compute_payload_txs(decoded)
-        unverified = [tx for tx in txs if tx.tx_hash not in self._verified]
         txs = [tx for tx in txs if tx.tx_hash in self._verified or is_valid_tx_signature(tx)]
-        for tx in unverified:
-            self._remember_verified(tx.tx_hash)
+        for tx in txs:
+            # Executed once: a later copy (late gossip) is known to the pool as
+            # committed, so the hash need not be remembered as verified.
+            self._verified.pop(tx.tx_hash, None)
         state = self.ledger.state
         block = compute_block(
             self.chain_id,
