@@ -89,6 +89,7 @@ class BenchOptions:
     pbft_timeout_ms: int = 0
     node_tick_ms: int = 0
     node_in_flight: int = 0
+    all_to_all_votes: bool = False
     idle_s: float = 5.0
     command: str = ""
 
@@ -204,6 +205,8 @@ def get_experiment_env(opts: BenchOptions) -> dict[str, str]:
         env[node_runner.ENV_TICK_MS] = str(opts.node_tick_ms)
     if opts.node_in_flight > 0:
         env[node_runner.ENV_IN_FLIGHT] = str(opts.node_in_flight)
+    if opts.all_to_all_votes:
+        env[node_runner.ENV_ALL_TO_ALL_VOTES] = "1"
     return env
 
 

@@ -12,6 +12,9 @@ Usage: ``python -m bench.node_runner start --home DIR`` (same arguments as
   experiment, reported as such.
 - ``DMCHAIN_BENCH_IN_FLIGHT=N``: proposals a leader keeps uncommitted
   (default 2) - an experiment, reported as such.
+- ``DMCHAIN_BENCH_ALL_TO_ALL_VOTES=1``: replicas broadcast their PBFT votes
+  instead of sending them to the collecting leader - an experiment, reported
+  as such.
 
 Overrides exist so the benchmark can measure the effect of a proposed node
 change before it is made; a run that uses one says so in its report.
@@ -29,6 +32,7 @@ ENV_PROFILE = "DMCHAIN_BENCH_PROFILE"
 ENV_PBFT_TIMEOUT_MS = "DMCHAIN_BENCH_PBFT_TIMEOUT_MS"
 ENV_TICK_MS = "DMCHAIN_BENCH_TICK_MS"
 ENV_IN_FLIGHT = "DMCHAIN_BENCH_IN_FLIGHT"
+ENV_ALL_TO_ALL_VOTES = "DMCHAIN_BENCH_ALL_TO_ALL_VOTES"
 
 
 def process_apply_overrides(env: dict[str, str]) -> list[str]:
@@ -53,6 +57,10 @@ def process_apply_overrides(env: dict[str, str]) -> list[str]:
     if in_flight:
         runtime.__dict__["MAX_PROPOSALS_IN_FLIGHT"] = int(in_flight)
         changed.append(f"proposals in flight={in_flight}")
+    if env.get(ENV_ALL_TO_ALL_VOTES) == "1":
+        original = runtime.__dict__["PbftConfig"]
+        runtime.__dict__["PbftConfig"] = functools.partial(original, collect_votes=False)
+        changed.append("all-to-all PBFT votes")
     return changed
 
 

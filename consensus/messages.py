@@ -32,6 +32,7 @@ TAG_FETCH_REQUEST = 6
 TAG_FETCH_RESPONSE = 7
 TAG_CHECKPOINT_VOTE = 8
 TAG_SETTLED = 9
+TAG_VOTE_BUNDLE = 10
 
 
 class MessageError(ValueError):
@@ -115,6 +116,23 @@ class Commit:
     def to_wire(self) -> list[Any]:
         """Return the codec-encodable form."""
         return [TAG_COMMIT, self.vote.to_wire()]
+
+    def to_bytes(self) -> bytes:
+        """Return the canonical wire bytes."""
+        return codec.encode(self.to_wire())
+
+
+@dataclass(frozen=True, slots=True)
+class VoteBundle:
+    """Prepare or commit votes a leader collected for one (view, seq, digest),
+    relayed in one message with the leader's pre-prepare vote they answer."""
+
+    pre_prepare: Vote
+    votes: tuple[Vote, ...]
+
+    def to_wire(self) -> list[Any]:
+        """Return the codec-encodable form."""
+        return [TAG_VOTE_BUNDLE, self.pre_prepare.to_wire(), [v.to_wire() for v in self.votes]]
 
     def to_bytes(self) -> bytes:
         """Return the canonical wire bytes."""
@@ -370,6 +388,7 @@ Message = (
     PrePrepare
     | Prepare
     | Commit
+    | VoteBundle
     | ViewChange
     | NewView
     | FetchRequest
@@ -405,6 +424,11 @@ def _decode_items(items: list[Any]) -> Message:
         if len(items) != 2:
             raise MessageError("commit must have 2 fields")
         return Commit(_vote(items[1]))
+    if tag == TAG_VOTE_BUNDLE:
+        if len(items) != 3:
+            raise MessageError("vote bundle must have 3 fields")
+        votes = tuple(_vote(v) for v in _list(items[2], "bundled votes"))
+        return VoteBundle(_vote(items[1]), votes)
     if tag == TAG_VIEW_CHANGE:
         return _view_change(items)
     if tag == TAG_NEW_VIEW:
@@ -500,6 +524,8 @@ def get_message_votes(msg: Message) -> list[Vote]:
         return [msg.vote]
     if isinstance(msg, Prepare):
         return [msg.vote, msg.pre_prepare]
+    if isinstance(msg, VoteBundle):
+        return [msg.pre_prepare, *msg.votes]
     if isinstance(msg, CheckpointVote):
         return [msg.vote]
     if isinstance(msg, ViewChange):

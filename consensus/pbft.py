@@ -46,6 +46,7 @@ from consensus.messages import (
     PreparedProof,
     PrePrepare,
     ViewChange,
+    VoteBundle,
     decode_message,
     get_message_votes,
 )
@@ -61,7 +62,13 @@ MAX_DIGESTS_PER_SIGNER = 3
 @dataclass(frozen=True, slots=True)
 class PbftConfig:
     """Parameters of one PBFT channel. ``committee`` is in leader order:
-    the leader of view v is ``committee[v % n]``."""
+    the leader of view v is ``committee[v % n]``.
+
+    ``collect_votes`` (default): replicas send their prepare and commit votes to
+    the leader only, and the leader relays each quorum as one ``VoteBundle``
+    (about 5n messages per block instead of 2n^2); otherwise every replica
+    broadcasts its votes. A replica accepts votes either way, so the two modes
+    interoperate; the prepared and committed predicates are the same."""
 
     chain_id: str
     committee: tuple[bytes, ...]
@@ -71,6 +78,7 @@ class PbftConfig:
     base_timeout_ms: int = 500
     max_timeout_ms: int = 8000
     fetch_batch: int = 16
+    collect_votes: bool = True
     weak_quorum_for_tests: bool = False
 
     @property
@@ -305,7 +313,9 @@ class PbftReplica:
         if isinstance(msg, PrePrepare):
             self._on_pre_prepare(msg.vote, msg.payload)
         elif isinstance(msg, Prepare):
-            self._on_prepare(msg)
+            self._on_prepare(msg.vote)
+        elif isinstance(msg, VoteBundle):
+            self._on_vote_bundle(msg)
         elif isinstance(msg, Commit):
             self._on_commit(msg.vote)
         elif isinstance(msg, ViewChange):
@@ -426,7 +436,7 @@ class PbftReplica:
         self._pre_prepares[seq] = (vote, payload)
         prepare = self._sign(VoteKind.PBFT_PREPARE, vote.round, seq, vote.digest)
         if prepare is not None:
-            self._out.append(Broadcast(Prepare(prepare, vote)))
+            self._send_vote(Prepare(prepare, vote))
             self._add_vote(self._prepares, prepare)
         if "progress" not in self._armed:
             self._arm("progress", self._timeout_ms)
@@ -453,8 +463,32 @@ class PbftReplica:
             self._digests_signed[slot] = used + 1
         bucket[vote.signer] = vote
 
-    def _on_prepare(self, msg: Prepare) -> None:
-        vote = msg.vote
+    def _send_vote(self, msg: Prepare | Commit) -> None:
+        """Send this replica's own vote: to the leader when it collects votes
+        (the leader's own vote travels in its bundle), else to every replica."""
+        leader = self.leader_of(msg.vote.round)
+        if not self.cfg.collect_votes:
+            self._out.append(Broadcast(msg))
+        elif leader != self.public_key:
+            self._out.append(Send(self._index_of[leader], msg))
+
+    def _relay_quorum(self, pre_prepare: Vote, votes: Iterable[Vote]) -> None:
+        """As the collecting leader of the votes' view, send a quorum to every replica."""
+        if self.cfg.collect_votes and self.leader_of(pre_prepare.round) == self.public_key:
+            self._out.append(Broadcast(VoteBundle(pre_prepare, tuple(votes))))
+
+    def _on_vote_bundle(self, msg: VoteBundle) -> None:
+        """Tally each vote of a relayed bundle as if its signer had sent it."""
+        if len(msg.votes) > self.cfg.n:
+            self._out.append(Alert(f"dropped vote bundle of {len(msg.votes)} votes"))
+            return
+        for vote in msg.votes:
+            if vote.kind == VoteKind.PBFT_PREPARE:
+                self._on_prepare(vote)
+            elif vote.kind == VoteKind.PBFT_COMMIT:
+                self._on_commit(vote)
+
+    def _on_prepare(self, vote: Vote) -> None:
         if not self._is_valid(vote, VoteKind.PBFT_PREPARE):
             return
         if vote.round != self.view or not self._in_accept_window(vote.position):
@@ -488,9 +522,10 @@ class PbftReplica:
         proof = PreparedProof(pp, payload, chosen)
         self._prepared[seq] = proof
         self._persist(f"pbft/prepared/{seq}", proof.to_wire())
+        self._relay_quorum(pp, chosen)
         commit = self._sign(VoteKind.PBFT_COMMIT, pp.round, seq, pp.digest)
         if commit is not None:
-            self._out.append(Broadcast(Commit(commit)))
+            self._send_vote(Commit(commit))
             self._add_vote(self._commits, commit)
         self._check_committed(seq)
 
@@ -505,6 +540,7 @@ class PbftReplica:
         chosen = sorted(votes.values(), key=lambda v: v.signer)[: self.cfg.quorum]
         qc = compute_certificate(pp.round, seq, pp.digest, chosen)
         self._committed[seq] = (payload, qc)
+        self._relay_quorum(pp, qc.votes)
         self._execute_ready()
 
     def _execute_ready(self) -> None:
@@ -679,6 +715,7 @@ class PbftReplica:
 
     def _start_view_change(self, target: int) -> None:
         require(target >= self.view, "view never decreases")
+        self._expose_pre_prepares()
         self.view = target
         self.in_view_change = True
         self._persist_view()
@@ -699,6 +736,20 @@ class PbftReplica:
         self._arm("progress", self._timeout_ms)
         self._timeout_ms = min(self._timeout_ms * 2, self.cfg.max_timeout_ms)
         self._check_new_view(target)
+
+    def _expose_pre_prepares(self) -> None:
+        """On leaving a view whose leader collected the votes, broadcast this
+        replica's prepares of the blocks it has not executed, each relaying the
+        leader's pre-prepare vote: a leader that sent conflicting pre-prepares
+        to different replicas is then seen by every replica (equivocation
+        evidence), as it is when every replica broadcasts its prepares."""
+        if not self.cfg.collect_votes:
+            return
+        for seq in sorted(self._pre_prepares):
+            pp, _payload = self._pre_prepares[seq]
+            mine = self._prepares.get((pp.round, seq, pp.digest), {}).get(self.public_key)
+            if seq > self.executed and mine is not None:
+                self._out.append(Broadcast(Prepare(mine, pp)))
 
     def _store_view_change(self, vc: ViewChange) -> None:
         self._view_changes.setdefault(vc.new_view, {})[vc.signer] = vc

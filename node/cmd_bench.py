@@ -69,6 +69,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="experiment: proposals a leader keeps uncommitted (node default 2)",
     )
+    parser.add_argument(
+        "--node-all-to-all-votes",
+        action="store_true",
+        help="experiment: replicas broadcast PBFT votes (node default: the leader collects them)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument(
         "--quick", action="store_true", help="4 PBFT + 2 PoS, 50 tx/s, 2 s + 8 s (CI smoke)"
@@ -101,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         pbft_timeout_ms=args.pbft_timeout_ms,
         node_tick_ms=args.node_tick_ms,
         node_in_flight=args.node_in_flight,
+        all_to_all_votes=args.node_all_to_all_votes,
         command="dmchain bench " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 else []),
     )
     if args.quick:

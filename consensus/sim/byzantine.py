@@ -63,7 +63,21 @@ class ByzantineReplica:
                 actions.append(_Raw(self._rng.randrange(self._n), self._rng.choice(self._old)))
         elif self.kind == "doublevote":
             actions.extend(self._double_vote(decode_message(event.data)))
+        elif self.kind == "equivocate":
+            actions.extend(self._relay_votes(decode_message(event.data), event.sender))
         return self._rewrite(actions)
+
+    def _relay_votes(self, msg: Message, sender: int) -> list[Action]:
+        """As the collecting leader, relay each vote its signer sent it to all
+        replicas, so each side of an equivocation sees the votes for its own digest."""
+        if not isinstance(msg, (Prepare, Commit)):
+            return []
+        vote = msg.vote
+        committee = self.inner.cfg.committee
+        is_own_view = self.inner.leader_of(vote.round) == self.inner.public_key
+        if is_own_view and 0 <= sender < len(committee) and committee[sender] == vote.signer:
+            return [Broadcast(msg)]
+        return []
 
     def _vote(self, kind: VoteKind, view: int, seq: int, digest: bytes) -> Vote:
         pk = self.inner.public_key

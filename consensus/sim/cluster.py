@@ -113,6 +113,7 @@ class SimParams:
     max_timeout_ms: int = 8000
     weak_quorum: bool = False
     block_interval_ms: int = 60
+    collect_votes: bool = True
 
 
 @dataclass
@@ -172,6 +173,7 @@ class Simulator:
             base_timeout_ms=params.base_timeout_ms,
             max_timeout_ms=params.max_timeout_ms,
             weak_quorum_for_tests=params.weak_quorum,
+            collect_votes=params.collect_votes,
         )
         self.nodes: list[_Node] = []
         for i, pk in enumerate(order):

@@ -33,6 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="TEST ONLY: weaken PBFT quorums to 2f to show the checks catch it",
     )
+    parser.add_argument(
+        "--all-to-all-votes",
+        action="store_true",
+        help="replicas broadcast their PBFT votes instead of sending them to the leader",
+    )
     parser.add_argument("--verbose", action="store_true", help="print one line per seed")
 
 
@@ -72,6 +77,8 @@ def replay_command(args: argparse.Namespace, seed: int) -> str:
         f"dmchain sim --pbft {args.pbft} --pos {args.pos} --seeds {seed}:{seed + 1} "
         f"--faults {args.faults} --blocks {args.blocks} --epoch {args.epoch}"
     )
+    if args.all_to_all_votes:
+        cmd += " --all-to-all-votes"
     return cmd + (" --weak-quorum-for-tests" if args.weak_quorum_for_tests else "")
 
 
@@ -95,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
             faults=faults,
             epoch_length=args.epoch,
             weak_quorum=args.weak_quorum_for_tests,
+            collect_votes=not args.all_to_all_votes,
         )
         for s in seeds
     ]

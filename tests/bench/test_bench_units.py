@@ -127,3 +127,25 @@ def test_marginal_cpu_subtracts_idle() -> None:
     assert summary["cpu_marginal_us_per_tx_by_node"] == {"a": 300.0, "b": 300.0}
     assert summary["cpu_marginal_us_per_tx_per_node"] == 300.0
     assert summary["cpu_idle_share_by_node"] == {"a": 0.02, "b": 0.0}
+
+
+def test_experiment_overrides_change_the_launched_node_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bench import node_runner
+    from node import runtime
+
+    for name in ("PbftConfig", "TICK_S", "MAX_PROPOSALS_IN_FLIGHT"):
+        monkeypatch.setattr(runtime, name, getattr(runtime, name))  # restored after the test
+    changed = node_runner.process_apply_overrides(
+        {
+            node_runner.ENV_PBFT_TIMEOUT_MS: "900",
+            node_runner.ENV_IN_FLIGHT: "3",
+            node_runner.ENV_ALL_TO_ALL_VOTES: "1",
+        }
+    )
+    assert len(changed) == 3
+    cfg = runtime.PbftConfig(chain_id="c", committee=(bytes(32),))
+    assert cfg.base_timeout_ms == 900 and cfg.collect_votes is False
+    assert runtime.MAX_PROPOSALS_IN_FLIGHT == 3
+    assert node_runner.process_apply_overrides({}) == []

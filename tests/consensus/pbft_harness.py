@@ -41,11 +41,18 @@ class Harness:
     pending_proposals: list[tuple[int, RequestProposal]] = field(default_factory=list)
     drop: Callable[[int, int, Message], bool] = lambda src, dst, msg: False
     down: set[int] = field(default_factory=set)
+    collect_votes: bool = True
 
     def __post_init__(self) -> None:
         self.seeds = [compute_seed_from_label(f"unit-{i}") for i in range(self.n)]
         committee = tuple(compute_public_key(s) for s in self.seeds)
-        self.cfg = PbftConfig(chain_id=CHAIN, committee=committee, window=4, checkpoint_interval=2)
+        self.cfg = PbftConfig(
+            chain_id=CHAIN,
+            committee=committee,
+            window=4,
+            checkpoint_interval=2,
+            collect_votes=self.collect_votes,
+        )
         for i in range(self.n):
             self.replicas.append(PbftReplica(self.cfg, self.seeds[i]))
             self.commits[i] = []

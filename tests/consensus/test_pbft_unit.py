@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from pbft_harness import CHAIN, Harness
 
 from consensus.certificate import get_certificate_error
 from consensus.crypto import compute_hash
 from consensus.events import EmitEvidence, MessageReceived
-from consensus.messages import Commit, NewView, Prepare, PrePrepare, ViewChange
+from consensus.messages import Commit, NewView, Prepare, PrePrepare, ViewChange, VoteBundle
 from consensus.pbft import PbftReplica
 from consensus.votes import VoteKind, compute_vote
 
@@ -89,8 +90,9 @@ def test_leader_crash_mid_round_view_change_recovers() -> None:
         assert [c.qc.digest for c in h.commits[i]][: len(first)] == first[: len(h.commits[i])]
 
 
-def test_equivocating_pre_prepare_yields_evidence() -> None:
-    h = Harness()
+@pytest.mark.parametrize("collect_votes", [True, False])
+def test_equivocating_pre_prepare_yields_evidence(collect_votes: bool) -> None:
+    h = Harness(collect_votes=collect_votes)
     leader_seed = h.seeds[0]
     pk = h.cfg.committee[0]
     a, b = b"payload-a", b"payload-b"
@@ -99,6 +101,12 @@ def test_equivocating_pre_prepare_yields_evidence() -> None:
     h.step(1, MessageReceived(PrePrepare(va, a).to_bytes(), 0))
     h.step(2, MessageReceived(PrePrepare(vb, b).to_bytes(), 0))
     h.deliver_all()
+    if collect_votes:
+        # prepares went to the leader only; leaving the stalled view exposes them
+        assert not any(h.evidence[i] for i in range(1, h.n))
+        for i in range(1, h.n):
+            h.fire(i)
+        h.deliver_all()
     got = [e.evidence for i in range(1, h.n) for e in h.evidence[i]]
     assert got, "the relayed pre-prepare votes must expose the equivocation"
     assert all(e.offender == pk for e in got)
@@ -157,3 +165,33 @@ def test_byzantine_signer_cannot_grow_tallies_without_bound() -> None:
     slots = [key for key, votes in r._prepares.items() if pk in votes]
     assert len(slots) == 3
     assert len(evidence) == 1 and evidence[0].evidence.offender == pk
+
+
+@pytest.mark.parametrize("collect_votes", [True, False])
+def test_votes_travel_through_the_leader_only_when_it_collects(collect_votes: bool) -> None:
+    h = Harness(n=10, collect_votes=collect_votes)
+    sent: list[tuple[int, int, type]] = []
+
+    def record(src: int, dst: int, msg: object) -> bool:
+        sent.append((src, dst, type(msg)))
+        return False
+
+    h.drop = record
+    h.start_work()
+    h.propose()
+    h.deliver_all()
+    blocks = len(h.commits[1])
+    assert blocks >= h.cfg.window and all(len(h.commits[i]) == blocks for i in range(h.n))
+    votes = [(s, d) for s, d, kind in sent if kind in (Prepare, Commit)]
+    bundles = [(s, d) for s, d, kind in sent if kind is VoteBundle]
+    if collect_votes:
+        # each non-leader sends its prepare and commit to the leader (0); the leader
+        # relays one prepare bundle and one commit bundle per block to the others
+        assert all(d == 0 for _s, d in votes)
+        assert len(votes) == 2 * (h.n - 1) * blocks
+        assert all(s == 0 for s, _d in bundles)
+        assert len(bundles) == 2 * (h.n - 1) * blocks
+        assert len(sent) == 5 * (h.n - 1) * blocks  # with the pre-prepares
+    else:
+        assert not bundles
+        assert len(votes) >= 2 * (h.n - 1) ** 2 * blocks

@@ -35,6 +35,7 @@ def test_failing_seed_is_reported_and_replays_identically(
         "--blocks",
         "20",
         "--weak-quorum-for-tests",
+        "--all-to-all-votes",
         "--faults",
         "equivocate,doublevote",
     ]
@@ -45,7 +46,7 @@ def test_failing_seed_is_reported_and_replays_identically(
     assert lines[-1].startswith("sim: 8 seeds, ")
     assert lines[-1].endswith(f"{len(failures)} violations")
     replay = failures[0].split(" | replay: ", 1)[1]
-    assert replay.startswith("dmchain sim ")
+    assert replay.startswith("dmchain sim ") and "--all-to-all-votes" in replay
     rc2, again = run_cli(shlex.split(replay)[1:], capsys)
     assert rc2 == 1
     assert again[0] == failures[0]

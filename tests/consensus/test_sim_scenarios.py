@@ -115,6 +115,13 @@ def test_random_fault_seeds_ci_range(seed: int) -> None:
     assert r.blocks >= 50
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_random_fault_seeds_with_broadcast_votes(seed: int) -> None:
+    r = run_seed(SimParams(seed=seed, collect_votes=False))
+    assert r.violations == []
+    assert r.blocks >= 50
+
+
 @pytest.mark.parametrize("seed", [395, 779])
 def test_escalation_past_a_silent_leader_when_peers_already_moved_on(seed: int) -> None:
     # Seeds that once deadlocked: some honest replicas escalated past a view whose
