@@ -42,32 +42,46 @@ def _put_varint(out: bytearray, n: int) -> None:
 def _encode(out: bytearray, value: Any, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise CodecError("value nested too deeply")
-    if value is None:
+    kind = type(value)
+    if kind is bytes:  # the common cases first: bytes, small ints, lists
+        out.append(_BYTES)
+        size = len(value)
+        if size < 0x80:
+            out.append(size)
+        else:
+            _put_varint(out, size)
+        out += value
+    elif kind is int:
+        if value.bit_length() > MAX_INT_BITS:
+            raise CodecError("integer too large")
+        out.append(_INT)
+        z = (value << 1) if value >= 0 else ((-value << 1) - 1)
+        if z < 0x80:
+            out.append(z)
+        else:
+            _put_varint(out, z)
+    elif kind is list or kind is tuple:
+        out.append(_LIST)
+        _put_varint(out, len(value))
+        for item in value:
+            _encode(out, item, depth + 1)
+    elif value is None:
         out.append(_NONE)
     elif value is True:
         out.append(_TRUE)
     elif value is False:
         out.append(_FALSE)
     elif isinstance(value, int):
-        if value.bit_length() > MAX_INT_BITS:
-            raise CodecError("integer too large")
-        out.append(_INT)
-        _put_varint(out, (value << 1) if value >= 0 else ((-value << 1) - 1))
+        _encode(out, int(value), depth)
     elif isinstance(value, (bytes, bytearray, memoryview)):
-        raw = bytes(value)
-        out.append(_BYTES)
-        _put_varint(out, len(raw))
-        out += raw
+        _encode(out, bytes(value), depth)
     elif isinstance(value, str):
         raw = value.encode("utf-8")
         out.append(_STR)
         _put_varint(out, len(raw))
         out += raw
     elif isinstance(value, (list, tuple)):
-        out.append(_LIST)
-        _put_varint(out, len(value))
-        for item in value:
-            _encode(out, item, depth + 1)
+        _encode(out, list(value), depth)
     elif isinstance(value, dict):
         keys = list(value.keys())
         if not all(isinstance(k, str) for k in keys):
@@ -92,86 +106,93 @@ def encode(value: Any) -> bytes:
     return bytes(out)
 
 
-class _Reader:
-    __slots__ = ("data", "pos")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def byte(self) -> int:
-        if self.pos >= len(self.data):
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """Return (value, position after it) of the unsigned LEB128 varint at ``pos``."""
+    if pos >= len(data):
+        raise CodecError("truncated input")
+    b = data[pos]
+    if b < 0x80:
+        return b, pos + 1
+    result = b & 0x7F
+    shift = 7
+    pos += 1
+    while True:
+        if pos >= len(data):
             raise CodecError("truncated input")
-        b = self.data[self.pos]
-        self.pos += 1
-        return b
-
-    def varint(self) -> int:
-        shift = 0
-        result = 0
-        while True:
-            b = self.byte()
-            result |= (b & 0x7F) << shift
-            if not b & 0x80:
-                if b == 0 and shift > 0:
-                    raise CodecError("non-canonical varint")
-                return result
-            shift += 7
-            if shift > MAX_INT_BITS + 8:
-                raise CodecError("varint too long")
-
-    def take(self, n: int) -> bytes:
-        end = self.pos + n
-        if end > len(self.data):
-            raise CodecError("truncated input")
-        raw = self.data[self.pos : end]
-        self.pos = end
-        return raw
+        b = data[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            if b == 0:
+                raise CodecError("non-canonical varint")
+            return result, pos
+        shift += 7
+        if shift > MAX_INT_BITS + 8:
+            raise CodecError("varint too long")
 
 
-def _decode(r: _Reader, depth: int) -> Any:
+def _take(data: bytes, pos: int) -> tuple[bytes, int]:
+    """Return (bytes, position after them) of the length-prefixed bytes at ``pos``."""
+    size, pos = _read_varint(data, pos)
+    end = pos + size
+    if end > len(data):
+        raise CodecError("truncated input")
+    return data[pos:end], end
+
+
+def _decode(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
+    """Return (value, position after it) of the encoded value at ``pos``."""
     if depth > MAX_DEPTH:
         raise CodecError("input nested too deeply")
-    tag = r.byte()
-    if tag == _NONE:
-        return None
-    if tag == _TRUE:
-        return True
-    if tag == _FALSE:
-        return False
+    if pos >= len(data):
+        raise CodecError("truncated input")
+    tag = data[pos]
+    pos += 1
+    if tag == _BYTES:
+        return _take(data, pos)
     if tag == _INT:
-        z = r.varint()
+        z, pos = _read_varint(data, pos)
         if z.bit_length() > MAX_INT_BITS + 1:
             raise CodecError("integer too large")
-        return (z >> 1) if not z & 1 else -((z + 1) >> 1)
-    if tag == _BYTES:
-        return r.take(r.varint())
+        return ((z >> 1) if not z & 1 else -((z + 1) >> 1)), pos
+    if tag == _LIST:
+        count, pos = _read_varint(data, pos)
+        if count > len(data) - pos:
+            raise CodecError("list count exceeds input")
+        items = []
+        for _ in range(count):
+            item, pos = _decode(data, pos, depth + 1)
+            items.append(item)
+        return items, pos
+    if tag == _NONE:
+        return None, pos
+    if tag == _TRUE:
+        return True, pos
+    if tag == _FALSE:
+        return False, pos
     if tag == _STR:
+        raw, pos = _take(data, pos)
         try:
-            return r.take(r.varint()).decode("utf-8")
+            return raw.decode("utf-8"), pos
         except UnicodeDecodeError as exc:
             raise CodecError("invalid utf-8 in string") from exc
-    if tag == _LIST:
-        count = r.varint()
-        if count > len(r.data) - r.pos:
-            raise CodecError("list count exceeds input")
-        return [_decode(r, depth + 1) for _ in range(count)]
     if tag == _DICT:
-        count = r.varint()
-        if count > len(r.data) - r.pos:
+        count, pos = _read_varint(data, pos)
+        if count > len(data) - pos:
             raise CodecError("dict count exceeds input")
         result: dict[str, Any] = {}
         previous: str | None = None
         for _ in range(count):
+            raw, pos = _take(data, pos)
             try:
-                key = r.take(r.varint()).decode("utf-8")
+                key = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise CodecError("invalid utf-8 in key") from exc
             if previous is not None and key <= previous:
                 raise CodecError("dict keys not in canonical order")
             previous = key
-            result[key] = _decode(r, depth + 1)
-        return result
+            result[key], pos = _decode(data, pos, depth + 1)
+        return result, pos
     raise CodecError(f"unknown tag 0x{tag:02x}")
 
 
@@ -184,8 +205,8 @@ def decode(data: bytes, max_size: int = MAX_ENCODED_SIZE) -> Any:
         raise CodecError("input must be bytes")
     if len(data) > max_size:
         raise CodecError(f"input is {len(data)} bytes, limit {max_size}")
-    r = _Reader(bytes(data))
-    value = _decode(r, 0)
-    if r.pos != len(r.data):
+    raw = bytes(data)
+    value, end = _decode(raw, 0, 0)
+    if end != len(raw):
         raise CodecError("trailing bytes after value")
     return value
