@@ -493,19 +493,35 @@ def _decode_items(items: list[Any]) -> Message:
 def decode_message(data: bytes, max_size: int = MAX_MESSAGE_SIZE) -> Message:
     """Parse wire bytes into a message; raises only MessageError on bad input.
 
-    Identical bytes (one broadcast delivered to several local machines, as in
-    the simulator) are parsed once: results are kept in a small LRU cache;
-    messages are immutable, so sharing them is safe.
+    Identical small messages (votes: one broadcast delivered to several local
+    machines, as in the simulator) are parsed once: results are kept in an LRU
+    cache of DECODE_CACHE_ENTRIES messages of at most DECODE_CACHE_MAX_BYTES
+    each, so the cache holds at most a few MB; messages are immutable, so
+    sharing them is safe. Larger messages (proposals, view changes) are
+    parsed every time.
     """
     if not isinstance(data, bytes):
         raise MessageError("message must be bytes")
     if len(data) > max_size:
         raise MessageError(f"message is {len(data)} bytes, limit {max_size}")
+    if len(data) > DECODE_CACHE_MAX_BYTES:
+        return _decode(data)
     return _decode_cached(data)
 
 
-@lru_cache(maxsize=4096)
+# A node receives each message once, so the cache is for the simulator; it must
+# stay small: 4,096 entries of any size kept view changes and proposals of up
+# to 4 MiB alive in every replica.
+DECODE_CACHE_ENTRIES = 2048
+DECODE_CACHE_MAX_BYTES = 2048
+
+
+@lru_cache(maxsize=DECODE_CACHE_ENTRIES)
 def _decode_cached(data: bytes) -> Message:
+    return _decode(data)
+
+
+def _decode(data: bytes) -> Message:
     try:
         value = codec.decode(data, max_size=MAX_MESSAGE_SIZE)
     except codec.CodecError as exc:

@@ -260,6 +260,11 @@ class PbftReplica:
             and is_valid_vote(vote, self.cfg.chain_id)
         )
 
+    def get_uncommitted_payloads(self) -> list[bytes]:
+        """Return the payloads of the accepted pre-prepares above the executed
+        height, in sequence order (a new view's re-proposals among them)."""
+        return [self._pre_prepares[s][1] for s in sorted(self._pre_prepares) if s > self.executed]
+
     def _has_uncommitted(self) -> bool:
         return any(n > self.executed for n in self._pre_prepares)
 

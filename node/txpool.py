@@ -9,6 +9,7 @@ local leader has already put in flight so it does not propose them twice.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 
 
 class ProposalPool:
@@ -61,9 +62,11 @@ class ProposalPool:
             size += len(raw) + 5
         return out
 
-    def process_view_change(self) -> None:
-        """Forget what was in flight: a new view may not carry those proposals."""
-        self._in_flight.clear()
+    def process_view_change(self, carried: Iterable[bytes] = ()) -> None:
+        """Start a new view: only the pooled transactions in ``carried`` (those
+        of the blocks the new view re-proposes) stay in flight; the rest may be
+        proposed again, since a new view may not carry their proposals."""
+        self._in_flight = {tx_hash for tx_hash in carried if tx_hash in self._txs}
 
     def process_committed(self, tx_hashes: list[bytes]) -> None:
         """Remove committed transactions and remember them for a while."""
@@ -73,3 +76,47 @@ class ProposalPool:
             self._committed[tx_hash] = None
         while len(self._committed) > self._max_committed:
             self._committed.popitem(last=False)
+
+
+def compute_forward_targets(committee_names: list[str], view: int, count: int) -> list[str]:
+    """Return the replicas that lead views ``view`` .. ``view + count - 1`` (at most
+    all of them, each once), in that order: where a transaction batch goes."""
+    n = len(committee_names)
+    return [committee_names[(view + k) % n] for k in range(min(n, count))]
+
+
+class ForwardLog:
+    """Transactions this node forwarded to some replicas and has not seen
+    committed, oldest first, bounded; :meth:`take_due` hands back those
+    forwarded too long ago, once."""
+
+    def __init__(self, max_txs: int) -> None:
+        if max_txs <= 0:
+            raise ValueError("forward log bound must be positive")
+        self.max_txs = max_txs
+        self._sent: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._sent)
+
+    def add(self, tx_hash: bytes, raw: bytes, sent_at: float) -> None:
+        """Remember a forwarded transaction (the oldest is forgotten past the bound)."""
+        self._sent[tx_hash] = (raw, sent_at)
+        while len(self._sent) > self.max_txs:
+            self._sent.popitem(last=False)
+
+    def process_committed(self, tx_hashes: Iterable[bytes]) -> None:
+        """Forget committed transactions."""
+        for tx_hash in tx_hashes:
+            self._sent.pop(tx_hash, None)
+
+    def take_due(self, now: float, after_s: float) -> list[bytes]:
+        """Remove and return the raw transactions forwarded at least ``after_s`` ago."""
+        due: list[bytes] = []
+        while self._sent:
+            tx_hash, (raw, sent_at) = next(iter(self._sent.items()))
+            if now - sent_at < after_s:
+                break
+            del self._sent[tx_hash]
+            due.append(raw)
+        return due

@@ -59,6 +59,15 @@ def test_view_change_keeps_prepared_but_uncommitted_block() -> None:
     h.drop = lambda src, dst, msg: False
     for i in range(h.n):
         h.fire(i)
+    while h.queue and not any(i == 1 for i, _req in h.pending_proposals):
+        src, dst, msg = h.queue.pop(0)
+        h.step(dst, MessageReceived(msg.to_bytes(), src))
+    # when the new leader asks for fresh proposals it holds the re-proposed blocks
+    # (so their transactions are not proposed a second time)
+    leader = h.replicas[1]
+    carried = leader.get_uncommitted_payloads()
+    assert carried, "the new view re-proposes prepared blocks"
+    assert carried == [b"first%d" % seq for seq in sorted(prepared) if seq > leader.executed]
     h.deliver_all()
     assert all(r.view == 1 and not r.in_view_change for r in h.replicas)
     h.propose(b"second")

@@ -177,3 +177,21 @@ def test_leader_order_is_deterministic_and_seeded_by_settled_hash() -> None:
     assert a != compute_leader_order(stakes, b"\x02" * 32)
     committee = compute_committee(stakes, 4, b"\x01" * 32)
     assert sorted(committee) == sorted(KEYS[6:])
+
+
+def test_decode_cache_keeps_only_small_messages() -> None:
+    from consensus import messages
+    from consensus.crypto import compute_hash, compute_public_key, compute_seed_from_label
+    from consensus.votes import VoteKind, compute_vote
+
+    seed = compute_seed_from_label("cache")
+    pk = compute_public_key(seed)
+    big = b"x" * (messages.DECODE_CACHE_MAX_BYTES + 1)
+    vote = compute_vote(seed, pk, "c", VoteKind.PBFT_PRE_PREPARE, 0, 1, compute_hash(big))
+    messages._decode_cached.cache_clear()
+    large = messages.PrePrepare(vote, big).to_bytes()
+    small = messages.Commit(vote).to_bytes()
+    assert messages.decode_message(large) == messages.decode_message(large)
+    assert messages._decode_cached.cache_info().currsize == 0
+    assert messages.decode_message(small) is messages.decode_message(small)
+    assert messages._decode_cached.cache_info().currsize == 1
