@@ -123,8 +123,9 @@ COMMITTED_REMEMBERED = 100_000
 PBFT_WINDOW = 6
 # The leader keeps at most this many of its proposals uncommitted. Blocks then
 # grow with the round time instead of the tick splitting the load into many
-# small blocks, each costing ~2n^2 signed votes: at 60 tx/s on the 18-node
-# bench, 6 in flight gave ~7 tx per block and a saturated machine.
+# small blocks, each costing a round of signed votes (then ~2n^2 messages, now
+# 5(n-1)): at 60 tx/s on the 18-node bench, 6 in flight gave ~7 tx per block
+# and a saturated machine.
 MAX_PROPOSALS_IN_FLIGHT = 2
 PBFT_CHECKPOINT_INTERVAL = 3
 # View changes carry prepared payloads: (2f+1) view changes x 2 windows x payload
