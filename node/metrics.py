@@ -25,11 +25,6 @@ class NodeMetrics:
         self.peers = Gauge("dmchain_peers", "Connected consortium peers", registry=r)
         self.committed_txs = Counter("dmchain_committed_txs", "Committed transactions", registry=r)
         self.committed_blocks = Counter("dmchain_committed_blocks", "Committed blocks", registry=r)
-        self.forward_retries = Counter(
-            "dmchain_forward_retries",
-            "Transactions sent to every replica after not committing in time",
-            registry=r,
-        )
         self.persist_writes = Counter(
             "dmchain_persist_writes", "Synced writes of consensus records", registry=r
         )

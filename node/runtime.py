@@ -85,7 +85,7 @@ from node.payload import compute_payload, compute_payload_txs, decode_payload
 from node.tasks import run_supervised
 from node.tracker import TxTracker
 from node.transport import Member, Transport, TransportLimits
-from node.txpool import ForwardLog, ProposalPool, compute_forward_targets
+from node.txpool import ProposalPool
 
 logger = logging.getLogger("dmchain.node")
 
@@ -135,14 +135,6 @@ MAX_PAYLOAD = 40 * 1024
 # 18 nodes share 2 cores (a round took longer); 2 s stopped them in the bench.
 PBFT_BASE_TIMEOUT_MS = 2_000
 PBFT_MAX_TIMEOUT_MS = 16_000
-# A transaction batch goes to the leader of the newest view this node knows and
-# the replicas that lead the next f+1 views (f+2 of the n replicas), not to all:
-# if the leader fails, f+1 honest holders time out, which makes every replica
-# join the view change, and the next leader already holds the batch. A
-# transaction not committed this long after it was forwarded is sent once more
-# to every replica (PBFT's client retransmission), so no fault pattern strands it.
-FORWARD_RETRY_S = 10.0
-MAX_FORWARDED = 50_000
 
 
 class NodeError(RuntimeError):
@@ -252,9 +244,6 @@ class Node:
         self._work_pending = False
         self._last_tx_height = self.ledger.state.height
         self._last_view = self.pbft.view if self.pbft else 0
-        # Highest view seen in a commit certificate (the leader a batch goes to).
-        self._view_hint = self._last_view
-        self._forwarded = ForwardLog(MAX_FORWARDED)
         # A replica whose process died after persisting its progress but before the
         # ledger batch restarts with the replica ahead of the ledger: fetch the gap.
         self._known_height = max(self.ledger.state.height, self.pbft.executed if self.pbft else 0)
@@ -436,49 +425,20 @@ class Node:
         self.metrics.txs_submitted.inc()
         return tx.tx_hash
 
-    def _get_forward_targets(self) -> list[str]:
-        """Replicas a transaction batch goes to: the leader of the newest known
-        view and the replicas that lead the next f+1 views (f+2 in all)."""
-        view = max(self._view_hint, self.pbft.view if self.pbft is not None else 0)
-        return compute_forward_targets(self.committee_names, view, self.f + 2)
-
     def _flush_batch(self) -> None:
         limits = self.config.limits
-        now = time.monotonic()
         while len(self.mempool):
             batch = self.mempool.take_batch(limits.batch_max_txs, limits.max_frame_bytes // 2)
             if not batch:
-                break
-            self._send_tx_batch([e.raw for e in batch], self._get_forward_targets())
-            for entry in batch:
-                self._forwarded.add(entry.tx_hash, entry.raw, now)
-        self._process_forward_retries(now)
-
-    def _process_forward_retries(self, now: float) -> None:
-        """Send every transaction forwarded FORWARD_RETRY_S ago and still not
-        committed to all replicas (once; then it is no longer tracked)."""
-        limits = self.config.limits
-        raws: list[bytes] = []
-        size = 0
-        for raw in self._forwarded.take_due(now, FORWARD_RETRY_S):
-            if len(raws) >= limits.batch_max_txs or size + len(raw) > limits.max_frame_bytes // 2:
-                self._send_tx_batch(raws, self.committee_names)
-                raws, size = [], 0
-            raws.append(raw)
-            size += len(raw)
-            self.metrics.forward_retries.inc()
-        if raws:
-            self._send_tx_batch(raws, self.committee_names)
-
-    def _send_tx_batch(self, raws: list[bytes], targets: list[str]) -> None:
-        """Send one batch of verified transactions to ``targets`` (pooling our own copy)."""
-        frame = bytes([CH_TXS]) + codec.encode(raws)
-        for name in targets:
-            if name == self.name:
-                for raw in raws:
-                    self.pool.add(compute_hash(raw), raw)
-            else:
-                self.transport.send(name, frame)
+                return
+            raws = [e.raw for e in batch]
+            frame = bytes([CH_TXS]) + codec.encode(raws)
+            for name in self.committee_names:
+                if name == self.name:
+                    for entry in batch:
+                        self.pool.add(entry.tx_hash, entry.raw)
+                else:
+                    self.transport.send(name, frame)
 
     def _process_tx_batch(self, body: bytes) -> None:
         if self.pbft is None:
@@ -560,7 +520,6 @@ class Node:
         if len(self._pending_blocks) < MAX_PENDING_BLOCKS or seq == height + 1:
             self._pending_blocks.setdefault(seq, (payload, qc))
         self._known_height = max(self._known_height, seq)
-        self._view_hint = max(self._view_hint, qc.view)
         while (nxt := self._pending_blocks.pop(self.ledger.state.height + 1, None)) is not None:
             self._execute_block(self.ledger.state.height + 1, nxt[0], nxt[1])
         for stale in [h for h in self._pending_blocks if h <= self.ledger.state.height]:
@@ -593,7 +552,6 @@ class Node:
             self._last_tx_height = max(self._last_tx_height, height)
         hashes = [tx.tx_hash for tx in block.txs]
         self.pool.process_committed(hashes)
-        self._forwarded.process_committed(hashes)
         for tx in block.txs:
             self.mempool.process_committed_nonce(tx.sender, tx.nonce + 1)
         self.tracker.process_block(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from consensus.crypto import compute_hash
-from node.txpool import ForwardLog, ProposalPool, compute_forward_targets
+from node.txpool import ProposalPool
 
 
 def _fill(pool: ProposalPool, count: int) -> list[bytes]:
@@ -54,23 +54,3 @@ def test_pool_bound_must_be_positive() -> None:
     with pytest.raises(ValueError):
         ProposalPool(max_txs=0)
 
-
-def test_forward_targets_are_the_leader_and_the_next_leaders() -> None:
-    names = [f"r{i}" for i in range(10)]
-    assert compute_forward_targets(names, 0, 5) == ["r0", "r1", "r2", "r3", "r4"]
-    assert compute_forward_targets(names, 8, 5) == ["r8", "r9", "r0", "r1", "r2"]
-    assert compute_forward_targets(names, 23, 5)[0] == "r3"  # leader of view 23
-    assert sorted(compute_forward_targets(names, 4, 99)) == sorted(names)  # each once
-
-
-def test_forward_log_hands_back_only_uncommitted_transactions_once_when_due() -> None:
-    log = ForwardLog(max_txs=3)
-    for i in range(4):  # the oldest (tx-0) falls off the bound
-        log.add(compute_hash(b"tx-%d" % i), b"tx-%d" % i, sent_at=float(i))
-    assert len(log) == 3
-    log.process_committed([compute_hash(b"tx-2")])
-    assert log.take_due(now=11.5, after_s=10.0) == [b"tx-1"]  # tx-3 is not due yet
-    assert log.take_due(now=11.5, after_s=10.0) == []
-    assert log.take_due(now=13.0, after_s=10.0) == [b"tx-3"] and len(log) == 0
-    with pytest.raises(ValueError):
-        ForwardLog(max_txs=0)
