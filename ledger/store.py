@@ -8,7 +8,7 @@ deletes atomically: after a crash the store holds all of the batch or none.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class KVStore(Protocol):
@@ -58,36 +58,54 @@ class MemoryStore:
         """Nothing to release."""
 
 
+class StoreClosedError(RuntimeError):
+    """The store was used after :meth:`LevelDBStore.close`."""
+
+
 class LevelDBStore:
     """A LevelDB store (plyvel). Batches use LevelDB's atomic write batches."""
 
     def __init__(self, path: str, *, sync: bool = True) -> None:
         import plyvel
 
-        self._db = plyvel.DB(path, create_if_missing=True)
+        self._db: Any = plyvel.DB(path, create_if_missing=True)
         self._sync = sync
+
+    def _get_db(self) -> Any:
+        if self._db is None:
+            raise StoreClosedError("the LevelDB store is closed")
+        return self._db
 
     def get(self, key: bytes) -> bytes | None:
         """Return the value of ``key`` or None."""
-        value = self._db.get(key)
+        value = self._get_db().get(key)
         return None if value is None else bytes(value)
 
     def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Yield matching items in key order from a consistent snapshot."""
-        with self._db.snapshot() as snap, snap.iterator(prefix=prefix) as it:
+        with self._get_db().snapshot() as snap, snap.iterator(prefix=prefix) as it:
             for key, value in it:
                 yield bytes(key), bytes(value)
 
     def write(self, batch: Mapping[bytes, bytes | None]) -> None:
         """Apply ``batch`` atomically (synced to disk when ``sync`` is set)."""
-        with self._db.write_batch(transaction=True, sync=self._sync) as wb:
+        with self._get_db().write_batch(transaction=True, sync=self._sync) as wb:
             for key, value in batch.items():
                 if value is None:
                     wb.delete(key)
                 else:
                     wb.put(key, value)
 
+    def is_closed(self) -> bool:
+        """Return True once :meth:`close` has run."""
+        return self._db is None
+
     def close(self) -> None:
-        """Close the database (idempotent)."""
-        if not self._db.closed:
-            self._db.close()
+        """Close the database and drop the handle (idempotent); later use raises
+        StoreClosedError. Dropping the handle frees it now: plyvel's finaliser
+        fails when it first runs during interpreter shutdown, which is when an
+        object still referenced at exit (a web framework's caches hold the
+        node's routes) would otherwise release it."""
+        db, self._db = self._db, None
+        if db is not None:
+            db.close()

@@ -28,6 +28,12 @@ def configure_logging(level: str, name: str) -> None:
     )
     for noisy in ("libp2p", "multiaddr", "hypercorn", "dmchain.http.server"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # py-libp2p detaches its loggers from the root (no handler, no propagation),
+    # so its warnings reached stderr bare, without time or node: format them too.
+    logging.getLogger("libp2p").propagate = True
+    # It logs every failed dial as an error; the transport retries with backoff
+    # and logs peers connecting and disconnecting itself.
+    logging.getLogger("libp2p.transport.tcp").setLevel(logging.CRITICAL)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -192,11 +192,11 @@ class Node:
         data.mkdir(parents=True, exist_ok=True)
         try:
             self.store = LevelDBStore(str(data / "ledger"))
-            self.consensus_db = plyvel.DB(str(data / "consensus"), create_if_missing=True)
+            self.consensus_db = LevelDBStore(str(data / "consensus"), sync=True)
         except plyvel.Error as exc:
             raise NodeError(f"cannot open the data directory {data}: {exc}") from exc
         self.ledger = Ledger(self.store, self.genesis)
-        restored = {k.decode(): v for k, v in self.consensus_db.iterator()}
+        restored = {k.decode(): v for k, v in self.consensus_db.iterate(b"")}
 
         self.pbft: PbftReplica | None = None
         if self.is_replica:
@@ -244,6 +244,7 @@ class Node:
         self._work_pending = False
         self._last_tx_height = self.ledger.state.height
         self._last_view = self.pbft.view if self.pbft else 0
+        self._logged_view = (self.pbft.view, self.pbft.in_view_change) if self.pbft else (0, False)
         # A replica whose process died after persisting its progress but before the
         # ledger batch restarts with the replica ahead of the ledger: fetch the gap.
         self._known_height = max(self.ledger.state.height, self.pbft.executed if self.pbft else 0)
@@ -303,7 +304,7 @@ class Node:
 
     def close(self) -> None:
         """Close the stores (idempotent)."""
-        if not self.consensus_db.closed:
+        if not self.consensus_db.is_closed():
             self._flush_persist()
             self.consensus_db.close()
         self.store.close()
@@ -735,6 +736,30 @@ class Node:
                 self._persist_pending[action.key.encode()] = action.value
             else:
                 self._execute_action(machine, action)
+        if machine == "pbft":
+            self._log_view_transition()
+
+    def _log_view_transition(self) -> None:
+        """Log once when this replica leaves a view and once when it enters one."""
+        if self.pbft is None:
+            return
+        state = (self.pbft.view, self.pbft.in_view_change)
+        if state == self._logged_view:
+            return
+        self._logged_view = state
+        view, changing = state
+        leader = self.committee_names[view % len(self.committee_names)]
+        if changing:
+            logger.warning(
+                "event=view_change_started view=%d leader=%s executed=%d",
+                view,
+                leader,
+                self.pbft.executed,
+            )
+        else:
+            logger.info(
+                "event=view_entered view=%d leader=%s executed=%d", view, leader, self.pbft.executed
+            )
 
     def _flush_persist(self) -> None:
         """Write every pending consensus record in one synced batch (group commit).
@@ -746,12 +771,7 @@ class Node:
         if not self._persist_pending:
             return
         pending, self._persist_pending = self._persist_pending, {}
-        with self.consensus_db.write_batch(sync=True) as wb:
-            for key, value in pending.items():
-                if value is None:
-                    wb.delete(key)
-                else:
-                    wb.put(key, value)
+        self.consensus_db.write(pending)
         self.metrics.persist_writes.inc()
 
     def _execute_action(self, machine: str, action: Action) -> None:
@@ -874,9 +894,7 @@ class Node:
 
     def _is_idle(self) -> bool:
         """True iff nothing arrived since the last tick and no transaction waits."""
-        return not (
-            self._activity or len(self.mempool) or self.pool.get_unproposed_count()
-        )
+        return not (self._activity or len(self.mempool) or self.pool.get_unproposed_count())
 
     def _get_idle_wait_s(self) -> float:
         """Seconds until the earliest armed timer is due, capped at IDLE_WAIT_MAX_S."""

@@ -87,6 +87,8 @@ def test_sigterm_exits_zero_and_restarts_with_same_head(make_cluster: MakeCluste
         log = cluster.get_log(name)
         assert "event=shutdown signal=SIGTERM" in log
         assert f"event=node_stopped name={name} height={before}" in log
+        # Nothing after the last line: no error from finalisers at interpreter exit.
+        assert log.rstrip().endswith(f"event=node_stopped name={name} height={before}"), log[-600:]
         proc = cluster.spawn(name)
         after = cluster.get_status(name)
         assert after["height"] >= before

@@ -81,6 +81,10 @@ def test_leader_killed_under_load_view_changes_and_it_catches_up(make_cluster: M
     for name in live:
         assert confirmed_before <= get_block_tx_hashes(cluster, name, height), name
     assert all(cluster.get_status(n)["leader"] != leader for n in live_replicas)
+    for name in live_replicas:  # operators see the view change in the log
+        log = cluster.get_log(name)
+        assert f"event=view_change_started view={view + 1}" in log, name
+        assert "event=view_entered view=" in log, name
 
     cluster.node(leader).pid_path.unlink(missing_ok=True)
     cluster.start(leader)

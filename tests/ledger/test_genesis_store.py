@@ -19,7 +19,7 @@ from ledger.genesis import (
     parse_genesis,
     write_genesis_template,
 )
-from ledger.store import LevelDBStore, MemoryStore
+from ledger.store import LevelDBStore, MemoryStore, StoreClosedError
 from ledger.tx import TxKind
 
 
@@ -99,3 +99,17 @@ def test_leveldb_reopen_resumes_at_head_and_refuses_other_genesis(tmp_path: Path
     reopened.store.close()
     with pytest.raises(StoreError, match="different genesis"):
         Ledger(LevelDBStore(path), make_genesis({"min_fee": 1}))
+
+
+def test_closed_leveldb_store_refuses_use_and_closes_once(tmp_path: Path) -> None:
+    store = LevelDBStore(str(tmp_path / "db"))
+    store.write({b"k": b"v"})
+    assert not store.is_closed()
+    store.close()
+    store.close()
+    assert store.is_closed()
+    with pytest.raises(StoreClosedError):
+        store.get(b"k")
+    with pytest.raises(StoreClosedError):
+        store.write({b"k": None})
+    assert LevelDBStore(str(tmp_path / "db")).get(b"k") == b"v"
