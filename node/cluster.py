@@ -10,9 +10,11 @@ SIGTERM, waits, and escalates to SIGKILL for a node that does not stop.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -102,6 +104,25 @@ def get_node_status(config: NodeConfig, timeout: float = 1.0) -> dict[str, Any] 
     return data if isinstance(data, dict) else None
 
 
+def is_port_in_use(host: str, port: int) -> bool:
+    """Return True iff something listens on ``host:port`` (a TCP bind with
+    SO_REUSEADDR fails with EADDRINUSE). An address this host does not have
+    (a node in another network namespace) counts as not in use."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def get_busy_ports(config: NodeConfig) -> list[int]:
+    """Return the node's p2p and HTTP ports that another process listens on."""
+    pairs = [(config.listen_host, config.p2p_port), (config.http_host, config.http_port)]
+    return [port for host, port in pairs if is_port_in_use(host, port)]
+
+
 def process_start_node(
     node: NodeProcess,
     extra_env: dict[str, str] | None = None,
@@ -112,10 +133,19 @@ def process_start_node(
     The node runs in its own session, logs to its home and gets a pid file.
     ``command`` replaces the default ``python -m node.cli start --home HOME``
     (the benchmark runs nodes through a profiling wrapper or a namespace).
+    Raises ClusterError if another process already listens on one of the
+    node's ports (a stale node would otherwise answer in its place).
     """
     pid = node.get_pid()
     if pid is not None:
         return pid
+    busy = get_busy_ports(node.config)
+    if busy:
+        ports = ", ".join(str(p) for p in busy)
+        raise ClusterError(
+            f"node {node.config.name}: port {ports} is already in use by another "
+            "process (a node of another cluster?); stop it or use other ports"
+        )
     env = dict(os.environ)
     env.update(extra_env or {})
     env.setdefault("PYTHONUNBUFFERED", "1")

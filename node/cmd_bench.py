@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark and write report.json, report.md and the plots."""
     from bench.harness import BenchError, BenchOptions, run_bench
     from bench.report import process_write_report
+    from node.cluster import ClusterError
 
     opts = BenchOptions(
         out=args.out,
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         opts.idle_s = 2.0
     try:
         report = run_bench(opts)
-    except (BenchError, OSError, ValueError) as exc:
+    except (BenchError, ClusterError, OSError, ValueError) as exc:
         print(f"bench: error: {exc}")
         return 1
     process_write_report(report, args.out)
