@@ -8,14 +8,21 @@ and fetch-request messages carry the sender's signature over their body.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
 from consensus import codec
 from consensus.certificate import CertificateError, QuorumCertificate
 from consensus.checkpoint import CheckpointError, SettledCheckpoint
-from consensus.crypto import DIGEST_SIZE, PUBLIC_KEY_SIZE, SIGNATURE_SIZE, compute_signature
+from consensus.crypto import (
+    DIGEST_SIZE,
+    PUBLIC_KEY_SIZE,
+    SIGNATURE_SIZE,
+    compute_hash,
+    compute_signature,
+)
 from consensus.verify import is_valid_signed
 from consensus.votes import Vote
 
@@ -64,9 +71,23 @@ def _list(value: Any, name: str, limit: int = MAX_LIST_ITEMS) -> list[Any]:
     return value
 
 
-@lru_cache(maxsize=4096)
+# Signature results of view-change, new-view and fetch messages, by (signer,
+# signature, hash of the signed bytes): a view change is checked again inside
+# the new view. Keyed by a hash so that the cache keeps no message alive.
+SIGNED_CACHE_ENTRIES = 1024
+_signed_cache: OrderedDict[tuple[bytes, bytes, bytes], bool] = OrderedDict()
+
+
 def _is_signed_once(msg: ViewChange | NewView | FetchRequest) -> bool:
-    return is_valid_signed(msg.signer, msg.signing_bytes(), msg.signature)
+    body = msg.signing_bytes()
+    key = (msg.signer, msg.signature, compute_hash(body))
+    valid = _signed_cache.get(key)
+    if valid is None:
+        valid = is_valid_signed(msg.signer, body, msg.signature)
+        _signed_cache[key] = valid
+        if len(_signed_cache) > SIGNED_CACHE_ENTRIES:
+            _signed_cache.popitem(last=False)
+    return valid
 
 
 def compute_signed_body(tag: int, body: list[Any]) -> bytes:
@@ -140,13 +161,39 @@ class VoteBundle:
 
 
 @dataclass(frozen=True, slots=True)
+class PreparedVotes:
+    """The signed part of a prepared certificate: the leader's pre-prepare vote
+    and 2f+1 matching prepare votes. The payload is named by the pre-prepare's
+    digest; a view change carries it only to the new leader."""
+
+    pre_prepare: Vote
+    prepares: tuple[Vote, ...]
+
+    def to_wire(self) -> list[Any]:
+        """Return the codec-encodable form."""
+        return [self.pre_prepare.to_wire(), [v.to_wire() for v in self.prepares]]
+
+    @staticmethod
+    def from_wire(value: Any) -> PreparedVotes:
+        """Parse; raises MessageError."""
+        items = _list(value, "prepared votes", 2)
+        if len(items) != 2:
+            raise MessageError("prepared votes must have 2 fields")
+        return PreparedVotes(_vote(items[0]), tuple(_vote(v) for v in _list(items[1], "prepares")))
+
+
+@dataclass(frozen=True, slots=True)
 class PreparedProof:
     """Proof that a replica prepared (view, seq, digest): the pre-prepare, its
-    payload and 2f+1 matching prepare votes."""
+    payload and 2f+1 matching prepare votes (kept and persisted by the replica)."""
 
     pre_prepare: Vote
     payload: bytes
     prepares: tuple[Vote, ...]
+
+    def get_votes(self) -> PreparedVotes:
+        """Return the signed part, without the payload."""
+        return PreparedVotes(self.pre_prepare, self.prepares)
 
     def to_wire(self) -> list[Any]:
         """Return the codec-encodable form."""
@@ -165,14 +212,21 @@ class PreparedProof:
 @dataclass(frozen=True, slots=True)
 class ViewChange:
     """A replica's request to move to ``new_view``: its stable checkpoint (with
-    the certificate of that block) and its prepared proofs above it; signed."""
+    the certificate of that block) and its prepared certificates above it; signed.
+
+    ``payloads`` is empty or holds, for each prepared certificate in order, the
+    payload whose hash is its digest. It is outside the signature (the digest,
+    signed by the leader and 2f+1 replicas, authenticates it) and is sent to
+    the new leader only, which needs the payloads to re-propose them; every
+    other replica gets the view change without them."""
 
     new_view: int
     stable_seq: int
     stable_qc: QuorumCertificate | None
-    prepared: tuple[PreparedProof, ...]
+    prepared: tuple[PreparedVotes, ...]
     signer: bytes
     signature: bytes
+    payloads: tuple[bytes, ...] = ()
 
     def body(self) -> list[Any]:
         """Return the signed body."""
@@ -192,9 +246,25 @@ class ViewChange:
         """Return True iff the signature by ``signer`` verifies (checked once per message)."""
         return _is_signed_once(self)
 
+    def get_payload_error(self, max_payload: int) -> str | None:
+        """Return None iff ``payloads`` is empty or matches the prepared
+        certificates one to one (size and hash), else why not."""
+        if not self.payloads:
+            return None
+        if len(self.payloads) != len(self.prepared):
+            return "payloads do not match the prepared certificates"
+        for p, payload in zip(self.prepared, self.payloads, strict=True):
+            if len(payload) > max_payload or compute_hash(payload) != p.pre_prepare.digest:
+                return "payload does not match its digest"
+        return None
+
+    def without_payloads(self) -> ViewChange:
+        """Return the same signed view change without the payloads."""
+        return replace(self, payloads=()) if self.payloads else self
+
     def to_wire(self) -> list[Any]:
         """Return the codec-encodable form."""
-        return [TAG_VIEW_CHANGE, self.body(), self.signature]
+        return [TAG_VIEW_CHANGE, self.body(), self.signature, list(self.payloads)]
 
     def to_bytes(self) -> bytes:
         """Return the canonical wire bytes."""
@@ -207,16 +277,17 @@ class ViewChange:
         new_view: int,
         stable_seq: int,
         stable_qc: QuorumCertificate | None,
-        prepared: tuple[PreparedProof, ...],
+        prepared: tuple[PreparedVotes, ...],
+        payloads: tuple[bytes, ...] = (),
     ) -> ViewChange:
-        """Return a view change signed with ``seed``."""
+        """Return a view change signed with ``seed``, carrying ``payloads``."""
         unsigned = ViewChange(new_view, stable_seq, stable_qc, prepared, signer, b"")
         sig = compute_signature(seed, unsigned.signing_bytes())
-        return ViewChange(new_view, stable_seq, stable_qc, prepared, signer, sig)
+        return ViewChange(new_view, stable_seq, stable_qc, prepared, signer, sig, payloads)
 
     @staticmethod
-    def from_body(body: Any, signature: Any) -> ViewChange:
-        """Parse a body and signature; raises MessageError."""
+    def from_body(body: Any, signature: Any, payloads: Any = ()) -> ViewChange:
+        """Parse a body, signature and payloads; raises MessageError."""
         items = _list(body, "view change", 5)
         if len(items) != 5:
             raise MessageError("view change must have 5 fields")
@@ -226,7 +297,8 @@ class ViewChange:
                 qc = QuorumCertificate.from_wire(items[2])
             except CertificateError as exc:
                 raise MessageError(str(exc)) from exc
-        prepared = tuple(PreparedProof.from_wire(p) for p in _list(items[3], "prepared"))
+        prepared = tuple(PreparedVotes.from_wire(p) for p in _list(items[3], "prepared"))
+        attached = tuple(_bytes(p, "payload") for p in _list(payloads, "payloads"))
         return ViewChange(
             _uint(items[0], "new_view"),
             _uint(items[1], "stable_seq"),
@@ -234,6 +306,7 @@ class ViewChange:
             prepared,
             _bytes(items[4], "signer", PUBLIC_KEY_SIZE),
             _bytes(signature, "signature", SIGNATURE_SIZE),
+            attached,
         )
 
 
@@ -251,7 +324,7 @@ class NewView:
         """Return the signed body."""
         return [
             self.view,
-            [vc.to_wire() for vc in self.view_changes],
+            [vc.without_payloads().to_wire() for vc in self.view_changes],
             [pp.to_wire() for pp in self.pre_prepares],
             self.signer,
         ]
@@ -280,7 +353,8 @@ class NewView:
         view_changes: tuple[ViewChange, ...],
         pre_prepares: tuple[PrePrepare, ...],
     ) -> NewView:
-        """Return a new-view message signed with ``seed``."""
+        """Return a new-view message signed with ``seed`` (view changes without payloads)."""
+        view_changes = tuple(vc.without_payloads() for vc in view_changes)
         unsigned = NewView(view, view_changes, pre_prepares, signer, b"")
         sig = compute_signature(seed, unsigned.signing_bytes())
         return NewView(view, view_changes, pre_prepares, signer, sig)
@@ -405,9 +479,9 @@ def _pre_prepare(items: list[Any]) -> PrePrepare:
 
 
 def _view_change(items: list[Any]) -> ViewChange:
-    if len(items) != 3 or items[0] != TAG_VIEW_CHANGE:
-        raise MessageError("view change must be [tag, body, signature]")
-    return ViewChange.from_body(items[1], items[2])
+    if len(items) != 4 or items[0] != TAG_VIEW_CHANGE:
+        raise MessageError("view change must be [tag, body, signature, payloads]")
+    return ViewChange.from_body(items[1], items[2], items[3])
 
 
 def _decode_items(items: list[Any]) -> Message:
@@ -438,6 +512,8 @@ def _decode_items(items: list[Any]) -> Message:
         if len(body) != 4:
             raise MessageError("new view body must have 4 fields")
         vcs = tuple(_view_change(_list(v, "view change")) for v in _list(body[1], "view changes"))
+        if any(vc.payloads for vc in vcs):
+            raise MessageError("a view change inside a new view carries no payloads")
         pps = tuple(_pre_prepare(_list(p, "pre-prepare")) for p in _list(body[2], "pre-prepares"))
         return NewView(
             _uint(body[0], "view"),

@@ -109,28 +109,43 @@ class PbftConfig:
         return None
 
 
+NULL_DIGEST = compute_hash(b"")
+
+
 def compute_new_view_plan(
     view_changes: Iterable[ViewChange],
-) -> tuple[int, list[tuple[int, bytes, bytes]]]:
-    """Return (min_s, [(seq, digest, payload)]) the new leader must re-propose:
-    min_s is the highest stable checkpoint; for each seq above it up to the highest
-    prepared seq, the payload prepared in the highest view, else a null block."""
+) -> tuple[int, list[tuple[int, bytes]]]:
+    """Return (min_s, [(seq, digest)]) the new leader must re-propose: min_s is
+    the highest stable checkpoint; for each seq above it up to the highest
+    prepared seq, the digest prepared in the highest view, else the null block's."""
     vcs = list(view_changes)
     min_s = max((vc.stable_seq for vc in vcs), default=0)
-    best: dict[int, PreparedProof] = {}
+    best: dict[int, Vote] = {}
     for vc in vcs:
         for p in vc.prepared:
-            n = p.pre_prepare.position
-            if n > min_s and (n not in best or p.pre_prepare.round > best[n].pre_prepare.round):
-                best[n] = p
+            pp = p.pre_prepare
+            n = pp.position
+            if n > min_s and (n not in best or pp.round > best[n].round):
+                best[n] = pp
     max_s = max(best, default=min_s)
     plan = []
     for n in range(min_s + 1, max_s + 1):
-        if n in best:
-            plan.append((n, best[n].pre_prepare.digest, best[n].payload))
-        else:
-            plan.append((n, compute_hash(b""), b""))
+        plan.append((n, best[n].digest if n in best else NULL_DIGEST))
     return min_s, plan
+
+
+def get_known_payloads(
+    view_changes: Iterable[ViewChange], proofs: Iterable[PreparedProof]
+) -> dict[bytes, bytes]:
+    """Return digest -> payload for the payloads attached to ``view_changes``
+    (already checked against their digests) and those of ``proofs``."""
+    known = {NULL_DIGEST: b""}
+    for vc in view_changes:
+        for p, payload in zip(vc.prepared, vc.payloads, strict=False):
+            known[p.pre_prepare.digest] = payload
+    for proof in proofs:
+        known[proof.pre_prepare.digest] = proof.payload
+    return known
 
 
 class PbftReplica:
@@ -333,8 +348,12 @@ class PbftReplica:
             self._on_fetch_response(msg, sender)
 
     def _compute_max_message_size(self) -> int:
-        per_vc = 2 * self.cfg.window * (self.cfg.max_payload + 200 * (self.cfg.quorum + 2)) + 4096
-        return min(codec.MAX_ENCODED_SIZE, (self.cfg.quorum + 1) * per_vc + 65536)
+        """The largest message is a new view: 2f+1 view changes without payloads
+        and up to two windows of re-proposed payloads (a view change sent to the
+        new leader carries at most those payloads and its own certificates)."""
+        per_vc = 2 * self.cfg.window * 200 * (self.cfg.quorum + 2) + 4096
+        payloads = 2 * self.cfg.window * (self.cfg.max_payload + 256)
+        return min(codec.MAX_ENCODED_SIZE, self.cfg.quorum * per_vc + payloads + 65536)
 
     def _scan_votes(self, msg: Message) -> None:
         for vote in get_message_votes(msg):
@@ -692,7 +711,7 @@ class PbftReplica:
             else:
                 self._catch_up()
                 if self._my_vc is not None and self._my_vc.new_view == self.view:
-                    self._out.append(Broadcast(self._my_vc))  # retransmit: it may be lost
+                    self._send_view_change(self._my_vc)  # retransmit: it may be lost
                 self._arm("progress", self._timeout_ms)
             return
         if self._peer_height() > self.executed and self._fetch_at_timeout != self.executed:
@@ -731,11 +750,17 @@ class PbftReplica:
                 del table[key]
         for slot in [slot for slot in self._digests_signed if slot[1] < target]:
             del self._digests_signed[slot]
-        prepared = tuple(self._prepared[s] for s in sorted(self._prepared) if s > self.stable_seq)
+        proofs = [self._prepared[s] for s in sorted(self._prepared) if s > self.stable_seq]
         vc = ViewChange.compute(
-            self._seed, self.public_key, target, self.stable_seq, self.stable_qc, prepared
+            self._seed,
+            self.public_key,
+            target,
+            self.stable_seq,
+            self.stable_qc,
+            tuple(p.get_votes() for p in proofs),
+            tuple(p.payload for p in proofs),
         )
-        self._out.append(Broadcast(vc))
+        self._send_view_change(vc)
         self._my_vc = vc
         self._store_view_change(vc)
         self._arm("progress", self._timeout_ms)
@@ -755,6 +780,15 @@ class PbftReplica:
             mine = self._prepares.get((pp.round, seq, pp.digest), {}).get(self.public_key)
             if seq > self.executed and mine is not None:
                 self._out.append(Broadcast(Prepare(mine, pp)))
+
+    def _send_view_change(self, vc: ViewChange) -> None:
+        """Send ``vc`` with its payloads to the leader of its view and without
+        them to every other replica (they need only the signed certificates)."""
+        leader = self._index_of[self.leader_of(vc.new_view)]
+        light = vc.without_payloads()
+        for i in range(self.cfg.n):
+            if i != self.index:
+                self._out.append(Send(i, vc if i == leader else light))
 
     def _store_view_change(self, vc: ViewChange) -> None:
         self._view_changes.setdefault(vc.new_view, {})[vc.signer] = vc
@@ -785,8 +819,6 @@ class PbftReplica:
                 return "prepared proof from a wrong view or leader"
             if not self._is_valid(pp, VoteKind.PBFT_PRE_PREPARE):
                 return "bad pre-prepare in proof"
-            if len(p.payload) > self.cfg.max_payload or compute_hash(p.payload) != pp.digest:
-                return "payload does not match"
             signers = set()
             for v in p.prepares:
                 if (v.round, v.position, v.digest) != (pp.round, pp.position, pp.digest):
@@ -796,7 +828,7 @@ class PbftReplica:
                 signers.add(v.signer)
             if len(signers) < self.cfg.quorum:
                 return "too few prepares in proof"
-        return None
+        return vc.get_payload_error(self.cfg.max_payload)
 
     def _on_view_change(self, vc: ViewChange) -> None:
         if vc.new_view > self.view + MAX_FUTURE_VIEWS:
@@ -833,14 +865,24 @@ class PbftReplica:
         vcs = self._view_changes.get(view, {})
         if len(vcs) < self.cfg.quorum:
             return
-        chosen = tuple(vcs[k] for k in sorted(vcs)[: self.cfg.quorum])
+        # Only view changes whose prepared payloads this leader holds: every
+        # honest replica attaches them, so 2f+1 such view changes arrive.
+        known = get_known_payloads(vcs.values(), self._prepared.values())
+        usable = [
+            vcs[k]
+            for k in sorted(vcs)
+            if all(p.pre_prepare.digest in known for p in vcs[k].prepared)
+        ]
+        if len(usable) < self.cfg.quorum:
+            return
+        chosen = tuple(vc.without_payloads() for vc in usable[: self.cfg.quorum])
         _min_s, plan = compute_new_view_plan(chosen)
         pps = []
-        for seq, digest, payload in plan:
+        for seq, digest in plan:
             vote = self._sign(VoteKind.PBFT_PRE_PREPARE, view, seq, digest)
             if vote is None:
                 return
-            pps.append(PrePrepare(vote, payload))
+            pps.append(PrePrepare(vote, known[digest]))
         self._new_view_sent.add(view)
         nv = NewView.compute(self._seed, self.public_key, view, chosen, tuple(pps))
         self._my_nv = nv
@@ -874,10 +916,12 @@ class PbftReplica:
         _min_s, plan = compute_new_view_plan(nv.view_changes)
         if len(plan) != len(nv.pre_prepares):
             return "re-proposals do not match the view changes"
-        for (seq, digest, payload), pp in zip(plan, nv.pre_prepares, strict=True):
+        for (seq, digest), pp in zip(plan, nv.pre_prepares, strict=True):
             v = pp.vote
-            if (v.round, v.position, v.digest) != (nv.view, seq, digest) or pp.payload != payload:
+            if (v.round, v.position, v.digest) != (nv.view, seq, digest):
                 return "re-proposal differs from the view changes"
+            if len(pp.payload) > self.cfg.max_payload or compute_hash(pp.payload) != digest:
+                return "re-proposed payload does not match its digest"
             if v.signer != nv.signer or not self._is_valid(v, VoteKind.PBFT_PRE_PREPARE):
                 return "bad re-proposal vote"
         return None
@@ -898,7 +942,7 @@ class PbftReplica:
         for pp in nv.pre_prepares:
             if pp.vote.position > self.stable_seq:
                 self._accept_pre_prepare(pp.vote, pp.payload)
-        self._view_floor = max([min_s] + [seq for seq, _, _ in plan])
+        self._view_floor = max([min_s] + [seq for seq, _ in plan])
         self._proposing_view = nv.view
         self._next_seq = self._view_floor + 1
         self._arm("progress", self._timeout_ms)

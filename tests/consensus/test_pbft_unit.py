@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from pbft_harness import CHAIN, Harness
 
 from consensus.certificate import get_certificate_error
 from consensus.crypto import compute_hash
-from consensus.events import EmitEvidence, MessageReceived
+from consensus.events import Alert, EmitEvidence, MessageReceived
 from consensus.messages import Commit, NewView, Prepare, PrePrepare, ViewChange, VoteBundle
 from consensus.pbft import PbftReplica
 from consensus.votes import VoteKind, compute_vote
@@ -59,6 +61,12 @@ def test_view_change_keeps_prepared_but_uncommitted_block() -> None:
     h.drop = lambda src, dst, msg: False
     for i in range(h.n):
         h.fire(i)
+    # each view change carries the prepared payloads to the new leader (replica 1) only
+    vcs = [(src, dst, m) for src, dst, m in h.queue if isinstance(m, ViewChange)]
+    assert len(vcs) == h.n * (h.n - 1)
+    for src, dst, m in vcs:
+        assert m.prepared and m.get_payload_error(h.cfg.max_payload) is None
+        assert len(m.payloads) == (len(m.prepared) if dst == 1 else 0), (src, dst)
     while h.queue and not any(i == 1 for i, _req in h.pending_proposals):
         src, dst, msg = h.queue.pop(0)
         h.step(dst, MessageReceived(msg.to_bytes(), src))
@@ -155,6 +163,25 @@ def test_garbage_and_forged_messages_are_dropped() -> None:
     nv = NewView.compute(seed, pk, 1, (vc,), ())
     r.step(MessageReceived(nv.to_bytes(), 2))
     assert r.view == 0
+
+
+def test_view_change_with_a_payload_that_does_not_match_is_dropped() -> None:
+    h = Harness()
+    h.start_work()
+    h.drop = lambda src, dst, msg: isinstance(msg, Commit)
+    h.propose(b"first")
+    h.deliver_all()
+    h.queue.clear()
+    h.fire(2)
+    sent = [m for _src, dst, m in h.queue if dst == 1 and isinstance(m, ViewChange)]
+    assert len(sent) == 1 and sent[0].payloads
+    bad = replace(sent[0], payloads=(b"not the block",) * len(sent[0].payloads))
+    leader = h.replicas[1]
+    alerts = leader.step(MessageReceived(bad.to_bytes(), 2))
+    assert any(isinstance(a, Alert) and "does not match" in a.reason for a in alerts)
+    assert h.cfg.committee[2] not in leader._view_changes.get(1, {})
+    leader.step(MessageReceived(sent[0].to_bytes(), 2))
+    assert h.cfg.committee[2] in leader._view_changes[1]
 
 
 def test_byzantine_signer_cannot_grow_tallies_without_bound() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -57,7 +59,9 @@ def all_messages() -> list[object]:
     proof = PreparedProof(
         pp, payload, tuple(vote(i, VoteKind.PBFT_PREPARE, 0, 1, d) for i in range(7))
     )
-    vc = ViewChange.compute(SEEDS[1], KEYS[1], 1, 4, qc(0, 4), (proof,))
+    vc = ViewChange.compute(
+        SEEDS[1], KEYS[1], 1, 4, qc(0, 4), (proof.get_votes(),), (proof.payload,)
+    )
     bh, sd = b"\x01" * 32, b"\x02" * 32
     cd = compute_checkpoint_digest(bh, sd)
     cp = SettledCheckpoint(
@@ -90,6 +94,7 @@ def test_signed_messages_verify_and_detect_tampering() -> None:
         vc.new_view + 1, vc.stable_seq, vc.stable_qc, vc.prepared, vc.signer, vc.signature
     )
     assert not bad.is_signed()
+    assert vc.without_payloads().is_signed()  # the payloads are outside the signature
     req = FetchRequest.compute(SEEDS[0], KEYS[0], 1, 2)
     assert req.is_signed()
     assert not FetchRequest(1, 3, KEYS[0], req.signature).is_signed()
@@ -113,6 +118,28 @@ def test_mutated_messages_raise_only_message_error(which: int, cut: int) -> None
             decode_message(mutated)
         except MessageError:
             pass
+
+
+def test_view_change_payloads_travel_apart_from_the_signed_body() -> None:
+    vc = all_messages()[3]
+    assert isinstance(vc, ViewChange) and vc.payloads == (b"block",)
+    assert vc.get_payload_error(1024) is None
+    light = vc.without_payloads()
+    assert light.payloads == () and light.get_payload_error(1024) is None
+    assert len(light.to_bytes()) < len(vc.to_bytes())
+    assert decode_message(light.to_bytes()) == light
+    assert "does not match" in (vc.get_payload_error(4) or "")  # over the size limit
+    swapped = replace(light, payloads=(b"other",))
+    assert swapped.is_signed()
+    assert "does not match" in (swapped.get_payload_error(1024) or "")
+    extra = replace(light, payloads=(b"block", b"more"))
+    assert "do not match" in (extra.get_payload_error(1024) or "")
+    nv = NewView.compute(SEEDS[1], KEYS[1], 1, (vc,), ())
+    assert decode_message(nv.to_bytes()).view_changes == (light,)  # type: ignore[union-attr]
+    stuffed = codec.decode(nv.to_bytes())
+    stuffed[1][1][0][3] = [b"block"]
+    with pytest.raises(MessageError, match="carries no payloads"):
+        decode_message(codec.encode(stuffed))
 
 
 def test_structurally_wrong_values_are_refused() -> None:
