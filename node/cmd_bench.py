@@ -80,6 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _format_ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f} ms"
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and write report.json, report.md and the plots."""
     from bench.harness import BenchError, BenchOptions, run_bench
@@ -127,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         process_write_plots(report, args.out)
     print(
         f"bench: {report['tx_per_s'] or 0:.1f} tx/s confirmed at {opts.rate:g} offered; "
-        f"p95 {report['p95_ms']} ms; settle p95 {report['settle_p95_ms']} ms; "
+        f"p95 {_format_ms(report['p95_ms'])}; settle p95 {_format_ms(report['settle_p95_ms'])}; "
         f"settlement failures {report['settlement_failures']}; report in {args.out}"
     )
     return 0
