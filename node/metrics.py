@@ -46,6 +46,12 @@ class NodeMetrics:
         self.block_exec = Histogram(
             "dmchain_block_execute_seconds", "Time to execute and store one block", registry=r
         )
+        self.inbox_wait = Histogram(
+            "dmchain_inbox_wait_seconds",
+            "Time a batch of received frames waited in the inbox before processing",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.node_name = node_name
 
     def observe_block(self, height: int, txs: int, seconds: float) -> None:

@@ -253,9 +253,9 @@ class Node:
         self._settled_unmapped: dict[int, bytes] = {}
         self._settled_checkpoints: OrderedDict[int, SettledCheckpoint] = OrderedDict()
         self._own_nonce = queries.get_account(self.ledger.state, self.public_key).nonce
-        self._inbox_send, self._inbox_recv = trio.open_memory_channel[tuple[str, list[bytes]]](
-            MAX_INBOX
-        )
+        self._inbox_send, self._inbox_recv = trio.open_memory_channel[
+            tuple[str, list[bytes], float]
+        ](MAX_INBOX)
         self._inbox_dropped = 0
         members = {v.name: Member(v.peer_id, v.multiaddr) for v in self.genesis.validators}
         self.transport = Transport(
@@ -321,13 +321,14 @@ class Node:
     def _on_frames(self, sender: str, frames: list[bytes]) -> None:
         self._wake_tick()
         try:
-            self._inbox_send.send_nowait((sender, frames))
+            self._inbox_send.send_nowait((sender, frames, time.monotonic()))
         except trio.WouldBlock:
             self._inbox_dropped += len(frames)
             self.metrics.inbox_dropped.inc(len(frames))
 
     async def _inbox_loop(self) -> None:
-        async for sender, frames in self._inbox_recv:
+        async for sender, frames, received in self._inbox_recv:
+            self.metrics.inbox_wait.observe(time.monotonic() - received)
             for frame in frames:
                 try:
                     self._process_frame(sender, frame)
