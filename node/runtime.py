@@ -77,6 +77,7 @@ from ledger.tx import TxKind, compute_signed_tx, decode_tx, get_tx_error, is_val
 from node.blobstore import BlobStore
 from node.config import NodeConfig
 from node.http_api import TxRejectedError, create_app, serve_http
+from node.inbox import Inbox, InboxEntry
 from node.jobs_doc import get_executor_doc, get_job_doc
 from node.keys import NodeKeys
 from node.mempool import Mempool, MempoolEntry, MempoolFullError
@@ -92,6 +93,7 @@ logger = logging.getLogger("dmchain.node")
 CH_PBFT = 1
 CH_POS = 2
 CH_TXS = 3
+TXS_CHANNEL_BYTE = bytes([CH_TXS])
 CH_BLOCK = 4
 CH_BLOCK_REQUEST = 5
 CH_BLOCK_RESPONSE = 6
@@ -112,6 +114,7 @@ MAX_PENDING_BLOCKS = 4_096
 MAX_SYNC_BLOCKS = 32
 MAX_SYNC_NOTICES = 16
 MAX_SETTLED_KEPT = 256
+# Entries (one peer's frames of one read) per inbox queue (consensus, batches).
 MAX_INBOX = 50_000
 # Hashes of transactions whose signature this node checked and that no block
 # has executed yet (dropped on execution, oldest first past this bound).
@@ -253,9 +256,8 @@ class Node:
         self._settled_unmapped: dict[int, bytes] = {}
         self._settled_checkpoints: OrderedDict[int, SettledCheckpoint] = OrderedDict()
         self._own_nonce = queries.get_account(self.ledger.state, self.public_key).nonce
-        self._inbox_send, self._inbox_recv = trio.open_memory_channel[
-            tuple[str, list[bytes], float]
-        ](MAX_INBOX)
+        self._inbox = Inbox(MAX_INBOX)
+        self._inbox_ready = trio.Event()
         self._inbox_dropped = 0
         members = {v.name: Member(v.peer_id, v.multiaddr) for v in self.genesis.validators}
         self.transport = Transport(
@@ -320,21 +322,29 @@ class Node:
 
     def _on_frames(self, sender: str, frames: list[bytes]) -> None:
         self._wake_tick()
-        try:
-            self._inbox_send.send_nowait((sender, frames, time.monotonic()))
-        except trio.WouldBlock:
-            self._inbox_dropped += len(frames)
-            self.metrics.inbox_dropped.inc(len(frames))
+        now = time.monotonic()
+        batches = [f for f in frames if f[:1] == TXS_CHANNEL_BYTE]
+        others = [f for f in frames if f[:1] != TXS_CHANNEL_BYTE] if batches else frames
+        for group, is_batch in ((others, False), (batches, True)):
+            if group and not self._inbox.process_put(InboxEntry(sender, group, now), is_batch):
+                self._inbox_dropped += len(group)
+                self.metrics.inbox_dropped.inc(len(group))
+        self._inbox_ready.set()
 
     async def _inbox_loop(self) -> None:
-        async for sender, frames, received in self._inbox_recv:
-            self.metrics.inbox_wait.observe(time.monotonic() - received)
-            for frame in frames:
+        while True:
+            entry = self._inbox.process_take()
+            if entry is None:
+                self._inbox_ready = trio.Event()
+                await self._inbox_ready.wait()
+                continue
+            self.metrics.inbox_wait.observe(time.monotonic() - entry.received)
+            for frame in entry.frames:
                 try:
-                    self._process_frame(sender, frame)
+                    self._process_frame(entry.sender, frame)
                 except (ValueError, codec.CodecError, TxError) as exc:
                     self.metrics.bad_frames.inc()
-                    logger.warning("event=bad_frame peer=%s error=%s", sender, exc)
+                    logger.warning("event=bad_frame peer=%s error=%s", entry.sender, exc)
             # A leader whose block just committed proposes the next one now,
             # not at the next tick.
             self._answer_proposals()
