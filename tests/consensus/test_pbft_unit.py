@@ -48,13 +48,18 @@ def test_checkpoint_truncates_log_and_window_advances() -> None:
     )
 
 
-def test_view_change_keeps_prepared_but_uncommitted_block() -> None:
+def _prepare_without_commits() -> Harness:
+    """Return 4 replicas whose first blocks prepared everywhere but committed nowhere."""
     h = Harness()
     h.start_work()
-    # commits never arrive: blocks prepare everywhere but commit nowhere
     h.drop = lambda src, dst, msg: isinstance(msg, Commit)
     h.propose(b"first")
     h.deliver_all()
+    return h
+
+
+def test_view_change_keeps_prepared_but_uncommitted_block() -> None:
+    h = _prepare_without_commits()
     assert all(not h.commits[i] for i in range(h.n))
     prepared = {seq: p.pre_prepare.digest for seq, p in h.replicas[1]._prepared.items()}
     assert prepared, "blocks should be prepared"
@@ -166,11 +171,7 @@ def test_garbage_and_forged_messages_are_dropped() -> None:
 
 
 def test_view_change_with_a_payload_that_does_not_match_is_dropped() -> None:
-    h = Harness()
-    h.start_work()
-    h.drop = lambda src, dst, msg: isinstance(msg, Commit)
-    h.propose(b"first")
-    h.deliver_all()
+    h = _prepare_without_commits()
     h.queue.clear()
     h.fire(2)
     sent = [m for _src, dst, m in h.queue if dst == 1 and isinstance(m, ViewChange)]
