@@ -6,6 +6,9 @@ Usage: ``python -m bench.node_runner start --home DIR`` (same arguments as
 - ``DMCHAIN_BENCH_PROFILE=PATH``: run under cProfile with a CPU-time clock
   (``time.process_time``: CPU seconds of this process; time blocked in epoll
   or fsync does not count) and write the stats to PATH when the node exits.
+- ``DMCHAIN_BENCH_TRACEMALLOC=DIR``: trace allocations (``tracemalloc``, 4
+  frames) and write a snapshot to ``DIR/<node pid>-<n>.snap`` on each SIGUSR1,
+  to compare what a node holds at two points of a run (slows the node).
 - ``DMCHAIN_BENCH_PBFT_TIMEOUT_MS=N``: PBFT's base progress timeout (the node
   uses 2,000 ms) - an experiment, reported as such.
 - ``DMCHAIN_BENCH_TICK_MS=N``: the node's tick interval (default 20 ms) - an
@@ -25,14 +28,35 @@ from __future__ import annotations
 import cProfile
 import functools
 import os
+import signal
 import sys
 import time
+import tracemalloc
+from pathlib import Path
+from types import FrameType
 
 ENV_PROFILE = "DMCHAIN_BENCH_PROFILE"
 ENV_PBFT_TIMEOUT_MS = "DMCHAIN_BENCH_PBFT_TIMEOUT_MS"
 ENV_TICK_MS = "DMCHAIN_BENCH_TICK_MS"
 ENV_IN_FLIGHT = "DMCHAIN_BENCH_IN_FLIGHT"
 ENV_ALL_TO_ALL_VOTES = "DMCHAIN_BENCH_ALL_TO_ALL_VOTES"
+ENV_TRACEMALLOC = "DMCHAIN_BENCH_TRACEMALLOC"
+TRACEMALLOC_FRAMES = 4
+
+
+def process_start_tracemalloc(directory: Path) -> None:
+    """Trace allocations; each SIGUSR1 writes a snapshot to ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tracemalloc.start(TRACEMALLOC_FRAMES)
+    taken = [0]
+
+    def dump(_signum: int, _frame: FrameType | None) -> None:
+        taken[0] += 1
+        path = directory / f"{os.getpid()}-{taken[0]}.snap"
+        tracemalloc.take_snapshot().dump(str(path))
+        print(f"bench node runner: tracemalloc snapshot {path}", flush=True)
+
+    signal.signal(signal.SIGUSR1, dump)
 
 
 def process_apply_overrides(env: dict[str, str]) -> list[str]:
@@ -71,6 +95,9 @@ def main(argv: list[str]) -> int:
     changed = process_apply_overrides(dict(os.environ))
     if changed:
         print(f"bench node runner: experiment overrides: {', '.join(changed)}", flush=True)
+    traced = os.environ.get(ENV_TRACEMALLOC)
+    if traced:
+        process_start_tracemalloc(Path(traced))
     path = os.environ.get(ENV_PROFILE)
     if not path:
         return cli_main(argv)
