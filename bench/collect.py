@@ -18,6 +18,7 @@ import trio
 
 MAX_NODE_FAILURES = 3
 STATUS_TIMEOUT_S = 10.0
+STATUS_BATCH = 500
 MAX_BLOCKS = 200_000
 BLOCK_READERS = 4
 
@@ -56,6 +57,19 @@ def compute_status(doc: dict[str, Any] | None) -> TxStatus:
     )
 
 
+async def _post_json(client: httpx.AsyncClient, path: str, body: Any) -> Any:
+    try:
+        response = await client.post(path, json=body)
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
 async def _get_json(client: httpx.AsyncClient, path: str) -> Any:
     try:
         response = await client.get(path)
@@ -74,6 +88,7 @@ async def process_fetch_statuses(
 ) -> list[TxStatus]:
     """Return the status of each (node, tx hash) from that node, in order.
 
+    Statuses are read :data:`STATUS_BATCH` at a time (``POST /v1/txs/status``).
     A node that fails :data:`MAX_NODE_FAILURES` requests in a row (overloaded
     or gone) is given up on; its transactions are then read from node
     ``fallback``, which answers from its ledger receipts (outcome and height,
@@ -85,30 +100,39 @@ async def process_fetch_statuses(
         by_node.setdefault(node, []).append(i)
     left_over: list[int] = []
 
-    async def fetch(client: httpx.AsyncClient, i: int) -> bool:
-        doc = await _get_json(client, f"/v1/tx/{wanted[i][1].hex()}")
-        out[i] = compute_status(doc)
-        return doc is not None
+    async def fetch(client: httpx.AsyncClient, indices: list[int]) -> bool:
+        body = {"hashes": [wanted[i][1].hex() for i in indices]}
+        doc = await _post_json(client, "/v1/txs/status", body)
+        statuses = doc.get("statuses") if isinstance(doc, dict) else None
+        if not isinstance(statuses, list) or len(statuses) != len(indices):
+            return False
+        for i, item in zip(indices, statuses, strict=True):
+            out[i] = compute_status(item)
+        return True
 
-    async def fetch_node(node: int, indices: list[int]) -> None:
-        limits = httpx.Limits(max_connections=2)
+    async def fetch_node(client: httpx.AsyncClient, indices: list[int]) -> None:
         failures = 0
-        async with httpx.AsyncClient(
-            base_url=urls[node], timeout=STATUS_TIMEOUT_S, limits=limits
-        ) as client:
-            for k, i in enumerate(indices):
-                if failures >= MAX_NODE_FAILURES:
-                    left_over.extend(indices[k:])
-                    return
-                failures = 0 if await fetch(client, i) else failures + 1
+        for k in range(0, len(indices), STATUS_BATCH):
+            if failures >= MAX_NODE_FAILURES:
+                left_over.extend(indices[k:])
+                return
+            chunk = indices[k : k + STATUS_BATCH]
+            if await fetch(client, chunk):
+                failures = 0
+            else:
+                failures += 1
+                left_over.extend(chunk)
+
+    async def fetch_from(node: int, indices: list[int]) -> None:
+        async with httpx.AsyncClient(base_url=urls[node], timeout=STATUS_TIMEOUT_S) as client:
+            await fetch_node(client, indices)
 
     async with trio.open_nursery() as nursery:
         for node, indices in by_node.items():
-            nursery.start_soon(fetch_node, node, indices)
+            nursery.start_soon(fetch_from, node, indices)
     if left_over:
-        async with httpx.AsyncClient(base_url=urls[fallback], timeout=STATUS_TIMEOUT_S) as client:
-            for i in left_over:
-                await fetch(client, i)
+        retry, left_over = sorted(left_over), []
+        await fetch_from(fallback, retry)
     return out
 
 

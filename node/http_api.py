@@ -34,6 +34,7 @@ from node.blobstore import (
 logger = logging.getLogger("dmchain.http")
 
 MAX_BATCH_TXS = 5_000
+MAX_STATUS_BATCH = 1_000
 MAX_WAIT_S = 60.0
 MAX_LIST_ITEMS = 1_000  # data access listings
 BLOB_READ_SIZE = 256 * 1024
@@ -180,6 +181,26 @@ def _decode_tx_body(request: Request, body: bytes) -> list[bytes] | JSONResponse
     return out
 
 
+def _decode_hash_list(body: bytes) -> list[bytes] | JSONResponse:
+    """Return the 32-byte hashes of a ``{"hashes": [hex, ...]}`` body, or the error."""
+    try:
+        doc = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _error(400, "malformed_body", "body is not JSON")
+    items = doc.get("hashes") if isinstance(doc, dict) else None
+    if not isinstance(items, list) or not items or len(items) > MAX_STATUS_BATCH:
+        return _error(
+            400, "malformed_body", f'expected {{"hashes": [hex, ...]}} with 1 to {MAX_STATUS_BATCH}'
+        )
+    out = []
+    for item in items:
+        raw = _parse_hex(item, 32, "transaction hash") if isinstance(item, str) else None
+        if not isinstance(raw, bytes):
+            return _error(400, "bad_hash", "hashes must be 32-byte hex strings")
+        out.append(raw)
+    return out
+
+
 async def _read_txs(request: Request, limit: int) -> list[bytes] | JSONResponse:
     """Return the transactions of a POST body, or the error response to send."""
     body = await _read_body(request, limit)
@@ -226,6 +247,16 @@ def create_app(service: NodeService) -> FastAPI:
             return raw
         doc = service.get_tx_status(raw)
         return _doc_or_404(doc, "unknown_tx", "transaction not known")
+
+    @app.post("/v1/txs/status", summary='Statuses of several transactions: {"hashes": [hex, ...]}')
+    async def post_txs_status(request: Request) -> Response:
+        body = await _read_body(request, 80 * MAX_STATUS_BATCH)
+        if isinstance(body, JSONResponse):
+            return body
+        hashes = _decode_hash_list(body)
+        if isinstance(hashes, JSONResponse):
+            return hashes
+        return JSONResponse({"statuses": [service.get_tx_status(h) for h in hashes]})
 
     @app.get("/v1/tx/{tx_hash}/wait", summary="Long-poll until confirmed or settled")
     async def wait_tx(tx_hash: str, level: str = "confirmed", timeout: float = 10.0) -> Response:

@@ -7,6 +7,7 @@ One 4 PBFT + 2 PoS cluster serves the whole module.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -76,6 +77,10 @@ def _post(cluster: Cluster, path: str, content: bytes, content_type: str) -> htt
         ("/v1/txs", b"\xff\xfe\x00", "application/json", "malformed_body"),
         ("/v1/tx", b"\x00garbage bytes", "application/octet-stream", "malformed"),
         ("/v1/tx", b"", "application/octet-stream", "malformed"),
+        ("/v1/txs/status", b'{"hashes": []}', "application/json", "malformed_body"),
+        ("/v1/txs/status", b'{"hashes": ["abcd"]}', "application/json", "bad_hash"),
+        ("/v1/txs/status", b'{"hashes": [7]}', "application/json", "bad_hash"),
+        ("/v1/txs/status", b"[1]", "application/json", "malformed_body"),
     ],
 )
 def test_malformed_body_is_400_with_json_error(
@@ -150,11 +155,29 @@ def test_replayed_nonce_is_rejected(cluster: Cluster) -> None:
     _check_still_serving(cluster)
 
 
+def test_batch_status_answers_each_hash_in_order(cluster: Cluster) -> None:
+    signer = _signer(cluster)
+    client = cluster.client(TARGET)
+    first = client.submit(signer.sign_transfer(RECEIVER, 1))
+    wait_for_level(cluster, [TARGET], [first], "confirmed")
+    unknown = b"\x42" * 32
+    hashes = [first.hex(), unknown.hex(), first.hex()]
+    body = json.dumps({"hashes": hashes}).encode()
+    response = _post(cluster, "/v1/txs/status", body, "application/json")
+    assert response.status_code == 200, response.text
+    statuses = response.json()["statuses"]
+    single = client.get_tx(first)
+    assert statuses[1] is None
+    assert statuses[0]["status"] in ("confirmed", "settled") and statuses[0] == statuses[2]
+    assert statuses[0]["height"] == single["height"]
+    too_many = json.dumps({"hashes": [unknown.hex()] * 1001}).encode()
+    response = _post(cluster, "/v1/txs/status", too_many, "application/json")
+    assert response.status_code == 400 and response.json()["error"] == "malformed_body"
+
+
 def _run_intruder(cluster: Cluster, target: str, mode: str, home: str | None) -> str:
     config = cluster.node(target).config
     genesis = cluster.home / "genesis.json"
-    import json
-
     member = next(
         v for v in json.loads(genesis.read_text())["validators"] if v["name"] == target
     )
