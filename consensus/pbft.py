@@ -348,12 +348,18 @@ class PbftReplica:
             self._on_fetch_response(msg, sender)
 
     def _compute_max_message_size(self) -> int:
-        """The largest message is a new view: 2f+1 view changes without payloads
-        and up to two windows of re-proposed payloads (a view change sent to the
-        new leader carries at most those payloads and its own certificates)."""
-        per_vc = 2 * self.cfg.window * 200 * (self.cfg.quorum + 2) + 4096
+        """Bound the largest message: a new view (2f+1 view changes without
+        payloads and up to two windows of re-proposed payloads; a view change
+        sent to the new leader carries at most those payloads and its own
+        certificates) or a fetch response (``fetch_batch`` blocks, each with
+        its certificate)."""
+        per_vote = 200
+        per_vc = 2 * self.cfg.window * per_vote * (self.cfg.quorum + 2) + 4096
         payloads = 2 * self.cfg.window * (self.cfg.max_payload + 256)
-        return min(codec.MAX_ENCODED_SIZE, self.cfg.quorum * per_vc + payloads + 65536)
+        new_view = self.cfg.quorum * per_vc + payloads
+        per_block = self.cfg.max_payload + per_vote * self.cfg.quorum + 256
+        fetch = self.cfg.fetch_batch * per_block
+        return min(codec.MAX_ENCODED_SIZE, max(new_view, fetch) + 65536)
 
     def _scan_votes(self, msg: Message) -> None:
         for vote in get_message_votes(msg):

@@ -7,11 +7,21 @@ from dataclasses import replace
 import pytest
 from pbft_harness import CHAIN, Harness
 
-from consensus.certificate import get_certificate_error
-from consensus.crypto import compute_hash
+from consensus.certificate import compute_certificate, get_certificate_error
+from consensus.crypto import compute_hash, compute_public_key, compute_seed_from_label
 from consensus.events import Alert, EmitEvidence, MessageReceived
-from consensus.messages import Commit, NewView, Prepare, PrePrepare, ViewChange, VoteBundle
-from consensus.pbft import PbftReplica
+from consensus.messages import (
+    Commit,
+    CommittedBlock,
+    FetchResponse,
+    NewView,
+    Prepare,
+    PrePrepare,
+    ViewChange,
+    VoteBundle,
+    decode_message,
+)
+from consensus.pbft import PbftConfig, PbftReplica
 from consensus.votes import VoteKind, compute_vote
 
 
@@ -232,3 +242,26 @@ def test_votes_travel_through_the_leader_only_when_it_collects(collect_votes: bo
     else:
         assert not bundles
         assert len(votes) >= 2 * (h.n - 1) ** 2 * blocks
+
+
+def test_largest_fetch_response_fits_the_message_limit() -> None:
+    """With the node's parameters (10 replicas, window 6, 40 KiB payloads) and a
+    fetch batch of 32, a fetch response of full blocks is within the decode
+    limit (the limit once covered only new views: 0.74 MB here)."""
+    seeds = [compute_seed_from_label(f"limit-{i}") for i in range(10)]
+    keys = tuple(compute_public_key(s) for s in seeds)
+    cfg = PbftConfig(
+        CHAIN, keys, window=6, checkpoint_interval=3, max_payload=40 * 1024, fetch_batch=32
+    )
+    replica = PbftReplica(cfg, seeds[0])
+    blocks = []
+    for seq in range(1, cfg.fetch_batch + 1):
+        payload = bytes([seq]) * cfg.max_payload
+        digest = compute_hash(payload)
+        votes = [
+            compute_vote(seeds[i], keys[i], CHAIN, VoteKind.PBFT_COMMIT, 0, seq, digest)
+            for i in range(cfg.quorum)
+        ]
+        blocks.append(CommittedBlock(seq, payload, compute_certificate(0, seq, digest, votes)))
+    data = FetchResponse(tuple(blocks)).to_bytes()
+    assert decode_message(data, max_size=replica._max_message) == FetchResponse(tuple(blocks))
