@@ -58,21 +58,17 @@ def compute_status(doc: dict[str, Any] | None) -> TxStatus:
 
 
 async def _post_json(client: httpx.AsyncClient, path: str, body: Any) -> Any:
-    try:
-        response = await client.post(path, json=body)
-    except httpx.HTTPError:
-        return None
-    if response.status_code != 200:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return None
+    return await _request_json(client, "POST", path, body)
 
 
 async def _get_json(client: httpx.AsyncClient, path: str) -> Any:
+    return await _request_json(client, "GET", path, None)
+
+
+async def _request_json(client: httpx.AsyncClient, method: str, path: str, body: Any) -> Any:
+    """Return the JSON of a 200 answer, or None (transport error, other status, not JSON)."""
     try:
-        response = await client.get(path)
+        response = await client.request(method, path, json=body)
     except httpx.HTTPError:
         return None
     if response.status_code != 200:
