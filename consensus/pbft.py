@@ -197,6 +197,7 @@ class PbftReplica:
         self._armed: set[str] = set()
         self._fetch_busy = False
         self._fetch_at_timeout = -1
+        self._peers_at_timeout = -1
         self._detector = EquivocationDetector()
         self._out: list[Action] = []
         self._max_message = self._compute_max_message_size()
@@ -720,8 +721,16 @@ class PbftReplica:
                     self._send_view_change(self._my_vc)  # retransmit: it may be lost
                 self._arm("progress", self._timeout_ms)
             return
-        if self._peer_height() > self.executed and self._fetch_at_timeout != self.executed:
+        # Behind peers that are still committing: this replica lags (slow link or
+        # host), the leader works. Fetch and wait again instead of asking for a
+        # view change, for as long as the cluster's height keeps rising (a
+        # laggard in view change would be lost to the quorum until a new view).
+        peers = self._peer_height()
+        if peers > self.executed and (
+            self._fetch_at_timeout != self.executed or peers > self._peers_at_timeout
+        ):
             self._fetch_at_timeout = self.executed
+            self._peers_at_timeout = peers
             peer = self._best_peer()
             if peer is not None:
                 self._fetch_busy = False

@@ -265,3 +265,23 @@ def test_largest_fetch_response_fits_the_message_limit() -> None:
         blocks.append(CommittedBlock(seq, payload, compute_certificate(0, seq, digest, votes)))
     data = FetchResponse(tuple(blocks)).to_bytes()
     assert decode_message(data, max_size=replica._max_message) == FetchResponse(tuple(blocks))
+
+
+def test_lagging_replica_keeps_fetching_while_the_cluster_commits() -> None:
+    """A replica cut off from pre-prepares and fetch answers sees the others
+    commit (their commit votes reach it) and does not ask for a view change
+    while their height rises; once it stops rising, it does."""
+    h = Harness()
+    h.start_work()
+    lagging = h.replicas[3]
+    h.drop = lambda src, dst, msg: dst == 3 and isinstance(msg, (PrePrepare, FetchResponse))
+    for round_ in range(4):
+        h.propose(b"r%d-" % round_)
+        h.deliver_all()
+        assert len(h.commits[0]) > round_
+        h.fire(3)
+        h.deliver_all()
+        assert not lagging.in_view_change and lagging.view == 0, round_
+    assert lagging.executed == 0
+    h.fire(3)  # the others' height did not move since the last firing
+    assert lagging.in_view_change
