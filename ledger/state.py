@@ -40,42 +40,58 @@ from ledger.store import KVStore
 
 DIGEST_DOMAIN = b"dmchain/state/v1"
 ZERO_DIGEST = bytes(32)
-DEFAULT_CACHE_SIZE = 200_000
+# Decoded records kept in memory: two generations of half this size each. A
+# decoded record with its key takes roughly 0.5-1 KB, so the cache stays
+# within a few tens of MB however large the state grows.
+DEFAULT_CACHE_SIZE = 50_000
 _MISSING = object()
 
 
 class StoreReader:
     """Reads decoded records from a store through a bounded cache.
 
+    The cache holds at most ``cache_size`` records in two generations: new
+    and recently read records go to the young one; when it is full it becomes
+    the old one (the previous old generation is dropped), and a record read
+    from the old generation moves back to the young one. Records in use stay
+    cached; records not touched for a generation are forgotten.
+
     The cache is write-through: :meth:`record_commit` installs the records a
-    committed block wrote, so the cache never holds stale values.
+    committed block wrote, so the cache never answers a stale value (the young
+    generation is consulted first and always holds the newest write).
     """
 
     def __init__(self, store: KVStore, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+        require(cache_size >= 2, "the record cache needs room for two generations")
         self.store = store
-        self._cache: dict[bytes, Any] = {}
-        self._cache_size = cache_size
+        self._young: dict[bytes, Any] = {}
+        self._old: dict[bytes, Any] = {}
+        self._generation_size = cache_size // 2
+
+    def __len__(self) -> int:
+        return len(self._young) + len(self._old)
 
     def get(self, key: bytes) -> Any:
         """Return the decoded record under ``key`` or None."""
-        value = self._cache.get(key, _MISSING)
+        value = self._young.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        value = self._old.get(key, _MISSING)
         if value is _MISSING:
             raw = self.store.get(key)
             value = None if raw is None else decode_record(key, raw)
-            self._remember(key, value)
+        self._remember(key, value)
         return value
 
     def _remember(self, key: bytes, value: Any) -> None:
-        if len(self._cache) >= self._cache_size:
-            self._cache.clear()
-        self._cache[key] = value
+        if len(self._young) >= self._generation_size:
+            self._old, self._young = self._young, {}
+        self._young[key] = value
 
     def record_commit(self, writes: dict[bytes, Any]) -> None:
         """Install committed records in the cache (bounded)."""
-        if len(self._cache) + len(writes) > self._cache_size:
-            self._cache.clear()
-        if len(writes) <= self._cache_size:
-            self._cache.update(writes)
+        for key, value in writes.items():
+            self._remember(key, value)
 
     def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, Any]]:
         """Yield decoded ``(key, record)`` pairs under ``prefix`` from the store."""

@@ -1,0 +1,68 @@
+"""The ledger's record cache: bounded, and never answers a stale record."""
+
+from __future__ import annotations
+
+import random
+
+from ledger import schema
+from ledger.records import Account, encode_record
+from ledger.state import StoreReader
+from ledger.store import MemoryStore
+
+
+class CountingStore(MemoryStore):
+    """A memory store that counts reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get(self, key: bytes) -> bytes | None:
+        self.reads += 1
+        return super().get(key)
+
+
+def _key(i: int) -> bytes:
+    return schema.account_key(i.to_bytes(32, "big"))
+
+
+def _commit(store: MemoryStore, reader: StoreReader, writes: dict[bytes, Account]) -> None:
+    store.write({k: encode_record(k, v) for k, v in writes.items()})
+    reader.record_commit(dict(writes))
+
+
+def test_cache_stays_within_its_bound_while_the_state_grows() -> None:
+    store = MemoryStore()
+    reader = StoreReader(store, cache_size=100)
+    for i in range(1_000):
+        _commit(store, reader, {_key(i): Account(i, 0)})
+        reader.get(_key(i // 2))
+        assert len(reader) <= 100
+    assert reader.get(_key(7)) == Account(7, 0)  # forgotten records are read again
+
+
+def test_records_in_use_stay_cached() -> None:
+    store = CountingStore()
+    reader = StoreReader(store, cache_size=10)
+    _commit(store, reader, {_key(0): Account(5, 0)})
+    for i in range(1, 200):
+        _commit(store, reader, {_key(i): Account(i, 0)})
+        assert reader.get(_key(0)) == Account(5, 0)
+    # the hot record moves back to the young generation whenever it ages
+    assert store.reads == 0
+
+
+def test_cache_agrees_with_the_store_under_random_commits_and_reads() -> None:
+    rng = random.Random(11)
+    store = MemoryStore()
+    reader = StoreReader(store, cache_size=8)
+    truth: dict[bytes, Account] = {}
+    for step in range(5_000):
+        if rng.random() < 0.5:
+            writes = {_key(rng.randrange(30)): Account(step, rng.randrange(5)) for _ in range(3)}
+            _commit(store, reader, writes)
+            truth.update(writes)
+        else:
+            key = _key(rng.randrange(30))
+            assert reader.get(key) == truth.get(key), f"step {step}"
+        assert len(reader) <= 8
