@@ -16,14 +16,65 @@ import trio
 
 LEVELS = {"pending": 0, "confirmed": 1, "failed": 1, "settled": 2}
 
+# About 0.3 KB per record: the default bound keeps the tracker near 30 MB.
+DEFAULT_MAX_RECORDS = 100_000
+
+
+class _Record:
+    """One tracked transaction, compact: the status document is built on read."""
+
+    __slots__ = (
+        "block_hash",
+        "confirmed_ms",
+        "height",
+        "reason",
+        "settled_epoch",
+        "settled_ms",
+        "status",
+        "submitted_ms",
+    )
+
+    def __init__(self, submitted_ms: int) -> None:
+        self.status = "pending"
+        self.submitted_ms = submitted_ms
+        self.height = 0
+        self.block_hash = ""
+        self.confirmed_ms = 0
+        self.reason = ""
+        self.settled_ms = -1
+        self.settled_epoch = 0
+
+    def is_settled(self) -> bool:
+        """Return True once a checkpoint covering the transaction settled."""
+        return self.settled_ms >= 0
+
+    def to_document(self, tx_hash: bytes) -> dict[str, Any]:
+        """Return the status document served by the HTTP API (a new dict)."""
+        doc: dict[str, Any] = {
+            "hash": tx_hash.hex(),
+            "status": self.status,
+            "submitted_ms": self.submitted_ms,
+        }
+        if self.status != "pending":
+            doc["height"] = self.height
+            doc["block_hash"] = self.block_hash
+            doc["confirmed_ms"] = self.confirmed_ms
+            if self.status == "failed":
+                doc["reason"] = self.reason
+        if self.is_settled():
+            doc["settled"] = True
+            doc["settled_ms"] = self.settled_ms
+            doc["settled_epoch"] = self.settled_epoch
+        return doc
+
 
 class TxTracker:
-    """Bounded map of tx hash -> status document, with async waiters."""
+    """Bounded map of tx hash -> status, with async waiters."""
 
-    def __init__(self, max_records: int = 500_000, max_waiters: int = 50_000) -> None:
+    def __init__(self, max_records: int = DEFAULT_MAX_RECORDS, max_waiters: int = 50_000) -> None:
         self.max_records = max_records
         self.max_waiters = max_waiters
-        self._records: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
+        self._records: OrderedDict[bytes, _Record] = OrderedDict()
         self._waiters: dict[bytes, trio.Event] = {}
         self._unsettled: deque[tuple[int, list[bytes]]] = deque()
         self._settled_height = 0
@@ -33,17 +84,13 @@ class TxTracker:
         return len(self._records)
 
     def get(self, tx_hash: bytes) -> dict[str, Any] | None:
-        """Return a copy of the status document, or None if not tracked."""
+        """Return the status document (a new dict), or None if not tracked."""
         record = self._records.get(tx_hash)
-        return None if record is None else dict(record)
+        return None if record is None else record.to_document(tx_hash)
 
     def process_submitted(self, tx_hash: bytes) -> None:
         """Record a newly admitted transaction as pending."""
-        self._records[tx_hash] = {
-            "hash": tx_hash.hex(),
-            "status": "pending",
-            "submitted_ms": int(time.time() * 1000),
-        }
+        self._records[tx_hash] = _Record(int(time.time() * 1000))
         while len(self._records) > self.max_records:
             old, _ = self._records.popitem(last=False)
             self._wake(old)
@@ -53,17 +100,18 @@ class TxTracker:
     ) -> None:
         """Mark tracked transactions of a committed block confirmed or failed."""
         now = int(time.time() * 1000)
+        block_hex = block_hash.hex()  # one string shared by the block's records
         confirmed: list[bytes] = []
         for tx_hash, ok, reason in outcomes:
             record = self._records.get(tx_hash)
-            if record is None or record["status"] != "pending":
+            if record is None or record.status != "pending":
                 continue
-            record["status"] = "confirmed" if ok else "failed"
-            record["height"] = height
-            record["block_hash"] = block_hash.hex()
-            record["confirmed_ms"] = now
+            record.status = "confirmed" if ok else "failed"
+            record.height = height
+            record.block_hash = block_hex
+            record.confirmed_ms = now
             if not ok:
-                record["reason"] = reason
+                record.reason = reason
             confirmed.append(tx_hash)
             self._wake(tx_hash)
         if confirmed:
@@ -83,11 +131,10 @@ class TxTracker:
                 record = self._records.get(tx_hash)
                 if record is None:
                     continue
-                record["settled"] = True
-                record["settled_ms"] = now
-                record["settled_epoch"] = checkpoint_epoch
-                if record["status"] == "confirmed":
-                    record["status"] = "settled"
+                record.settled_ms = now
+                record.settled_epoch = checkpoint_epoch
+                if record.status == "confirmed":
+                    record.status = "settled"
                 self._wake(tx_hash)
 
     def _wake(self, tx_hash: bytes) -> None:
@@ -103,11 +150,11 @@ class TxTracker:
                 record = self._records.get(tx_hash)
                 if record is None:
                     return None
-                reached = LEVELS[record["status"]] >= want or record.get("settled")
-                if record["status"] == "failed" or reached:
-                    return dict(record)
+                reached = LEVELS[record.status] >= want or record.is_settled()
+                if record.status == "failed" or reached:
+                    return record.to_document(tx_hash)
                 if tx_hash not in self._waiters and len(self._waiters) >= self.max_waiters:
-                    return dict(record)
+                    return record.to_document(tx_hash)
                 event = self._waiters.setdefault(tx_hash, trio.Event())
                 await event.wait()
         return self.get(tx_hash)

@@ -15,3 +15,31 @@ def test_tracker_marks_settled_when_checkpoint_precedes_execution() -> None:
     first, second = tracker.get(b"\x01" * 32), tracker.get(b"\x02" * 32)
     assert first is not None and first["status"] == "settled"
     assert second is not None and second["status"] == "confirmed"
+
+
+def test_tracker_documents_follow_the_transaction_and_the_bound_holds() -> None:
+    tracker = TxTracker(max_records=3)
+    hashes = [bytes([i]) * 32 for i in range(5)]
+    for h in hashes:
+        tracker.process_submitted(h)
+    assert len(tracker) == 3
+    assert tracker.get(hashes[0]) is None and tracker.get(hashes[1]) is None
+    pending = tracker.get(hashes[2])
+    assert pending is not None
+    assert set(pending) == {"hash", "status", "submitted_ms"}
+    assert pending["hash"] == hashes[2].hex() and pending["status"] == "pending"
+    tracker.process_block(4, b"\xcc" * 32, [(hashes[2], True, ""), (hashes[3], False, "nonce")])
+    confirmed, failed = tracker.get(hashes[2]), tracker.get(hashes[3])
+    assert confirmed is not None and failed is not None
+    assert confirmed["status"] == "confirmed" and confirmed["height"] == 4
+    assert confirmed["block_hash"] == (b"\xcc" * 32).hex() and "reason" not in confirmed
+    assert failed["status"] == "failed" and failed["reason"] == "nonce"
+    assert "settled" not in confirmed
+    tracker.process_settled(4, 2)
+    settled, failed = tracker.get(hashes[2]), tracker.get(hashes[3])
+    assert settled is not None and failed is not None
+    assert settled["status"] == "settled" and settled["settled"] is True
+    assert settled["settled_epoch"] == 2 and settled["settled_ms"] >= settled["confirmed_ms"]
+    assert failed["status"] == "failed" and failed["settled"] is True
+    still = tracker.get(hashes[4])
+    assert still is not None and still["status"] == "pending"
