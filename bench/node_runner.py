@@ -9,6 +9,10 @@ Usage: ``python -m bench.node_runner start --home DIR`` (same arguments as
 - ``DMCHAIN_BENCH_TRACEMALLOC=DIR``: trace allocations (``tracemalloc``, 4
   frames) and write a snapshot to ``DIR/<node pid>-<n>.snap`` on each SIGUSR1,
   to compare what a node holds at two points of a run (slows the node).
+- ``DMCHAIN_BENCH_MEMSTATS=DIR``: on each SIGUSR2 write ``DIR/<node pid>-<n>.json``
+  with the node's RSS (anonymous / file), glibc heap figures and the most
+  numerous Python object types (cheap until signalled; a dump takes a
+  fraction of a second).
 - ``DMCHAIN_BENCH_PBFT_TIMEOUT_MS=N``: PBFT's base progress timeout (the node
   uses 2,000 ms) - an experiment, reported as such.
 - ``DMCHAIN_BENCH_TICK_MS=N``: the node's tick interval (default 20 ms) - an
@@ -25,8 +29,12 @@ change before it is made; a run that uses one says so in its report.
 
 from __future__ import annotations
 
+import collections
 import cProfile
+import ctypes
 import functools
+import gc
+import json
 import os
 import signal
 import sys
@@ -34,6 +42,7 @@ import time
 import tracemalloc
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 ENV_PROFILE = "DMCHAIN_BENCH_PROFILE"
 ENV_PBFT_TIMEOUT_MS = "DMCHAIN_BENCH_PBFT_TIMEOUT_MS"
@@ -41,7 +50,9 @@ ENV_TICK_MS = "DMCHAIN_BENCH_TICK_MS"
 ENV_IN_FLIGHT = "DMCHAIN_BENCH_IN_FLIGHT"
 ENV_ALL_TO_ALL_VOTES = "DMCHAIN_BENCH_ALL_TO_ALL_VOTES"
 ENV_TRACEMALLOC = "DMCHAIN_BENCH_TRACEMALLOC"
+ENV_MEMSTATS = "DMCHAIN_BENCH_MEMSTATS"
 TRACEMALLOC_FRAMES = 4
+MEMSTATS_TYPES = 40
 
 
 def process_start_tracemalloc(directory: Path) -> None:
@@ -57,6 +68,67 @@ def process_start_tracemalloc(directory: Path) -> None:
         print(f"bench node runner: tracemalloc snapshot {path}", flush=True)
 
     signal.signal(signal.SIGUSR1, dump)
+
+
+_MALLINFO2_FIELDS = (
+    "arena",
+    "ordblks",
+    "smblks",
+    "hblks",
+    "hblkhd",
+    "usmblks",
+    "fsmblks",
+    "uordblks",
+    "fordblks",
+    "keepcost",
+)
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in _MALLINFO2_FIELDS]
+
+
+def compute_memory_stats() -> dict[str, Any]:
+    """Return where this process's memory is: RSS split from /proc (anonymous,
+    file, shared), glibc's heap (``mallinfo2``: ``arena`` bytes from the
+    system, ``uordblks`` in use, ``fordblks`` free, ``hblkhd`` in mmap'd
+    blocks; empty where glibc lacks it), Python's allocated block count and
+    the most numerous object types the garbage collector tracks."""
+    rss: dict[str, int] = {}
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(("Rss", "VmRSS")):
+                name, value = line.split(":", 1)
+                rss[name] = int(value.split()[0])
+    malloc: dict[str, int] = {}
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+        info = libc.mallinfo2()
+        malloc = {name: int(getattr(info, name)) for name in _MALLINFO2_FIELDS}
+    except (OSError, AttributeError):
+        pass
+    types = collections.Counter(type(obj).__name__ for obj in gc.get_objects())
+    return {
+        "rss_kb": rss,
+        "malloc": malloc,
+        "python_blocks": sys.getallocatedblocks(),
+        "types": types.most_common(MEMSTATS_TYPES),
+    }
+
+
+def process_start_memstats(directory: Path) -> None:
+    """On each SIGUSR2 write :func:`compute_memory_stats` as JSON to ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    taken = [0]
+
+    def dump(_signum: int, _frame: FrameType | None) -> None:
+        taken[0] += 1
+        path = directory / f"{os.getpid()}-{taken[0]}.json"
+        path.write_text(json.dumps(compute_memory_stats()))
+        print(f"bench node runner: memory stats {path}", flush=True)
+
+    signal.signal(signal.SIGUSR2, dump)
 
 
 def process_apply_overrides(env: dict[str, str]) -> list[str]:
@@ -98,6 +170,9 @@ def main(argv: list[str]) -> int:
     traced = os.environ.get(ENV_TRACEMALLOC)
     if traced:
         process_start_tracemalloc(Path(traced))
+    memstats = os.environ.get(ENV_MEMSTATS)
+    if memstats:
+        process_start_memstats(Path(memstats))
     path = os.environ.get(ENV_PROFILE)
     if not path:
         return cli_main(argv)

@@ -149,3 +149,19 @@ def test_experiment_overrides_change_the_launched_node_settings(
     assert cfg.base_timeout_ms == 900 and cfg.collect_votes is False
     assert runtime.MAX_PROPOSALS_IN_FLIGHT == 3
     assert node_runner.process_apply_overrides({}) == []
+
+
+def test_memory_stats_say_where_the_resident_memory_is() -> None:
+    from bench.node_runner import compute_memory_stats
+
+    class MemoryStatsMarker:
+        pass
+
+    held = [MemoryStatsMarker() for _ in range(1000)]
+    stats = compute_memory_stats()
+    assert stats["rss_kb"]["VmRSS"] > 0 and "RssAnon" in stats["rss_kb"]
+    assert stats["python_blocks"] > 1000
+    counts = dict(stats["types"])
+    assert counts.get("MemoryStatsMarker", 0) >= len(held)
+    if stats["malloc"]:  # glibc
+        assert stats["malloc"]["uordblks"] > 0
