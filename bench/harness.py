@@ -844,19 +844,39 @@ def _memory(samples: list[Sample], names: list[str]) -> dict[str, Any]:
     peak: dict[str, float] = {}
     first: dict[str, float] = {}
     last: dict[str, float] = {}
+    late_rate: dict[str, float] = {}
     for i, name in enumerate(names):
-        readings = [s.procs[i] for s in samples if s.procs[i] is not None]
+        readings = [(s.t, p) for s in samples if (p := s.procs[i]) is not None]
         if readings:
-            peak[name] = max(r.hwm_kb for r in readings if r is not None) / 1024
-            first[name] = readings[0].rss_kb / 1024 if readings[0] else 0.0
-            last[name] = readings[-1].rss_kb / 1024 if readings[-1] else 0.0
+            peak[name] = max(r.hwm_kb for _, r in readings) / 1024
+            first[name] = readings[0][1].rss_kb / 1024
+            last[name] = readings[-1][1].rss_kb / 1024
+            rate = compute_late_growth_mb_per_min([(t, r.rss_kb / 1024) for t, r in readings])
+            if rate is not None:
+                late_rate[name] = rate
     growth = {n: last[n] - first[n] for n in last}
     return {
         "peak_rss_mb_by_node": peak,
         "max_peak_rss_mb": max(peak.values()) if peak else None,
         "rss_growth_mb_by_node": growth,
         "max_rss_growth_mb": max(growth.values()) if growth else None,
+        "late_rss_growth_mb_per_min_by_node": late_rate,
+        "max_late_rss_growth_mb_per_min": max(late_rate.values()) if late_rate else None,
     }
+
+
+def compute_late_growth_mb_per_min(readings: list[tuple[float, float]]) -> float | None:
+    """Return the RSS growth rate (MB per minute) over the second half of the
+    readings' time span: from the reading nearest the midpoint to the last.
+    A plateau reads near 0 however much the node grew while warming up; None
+    with fewer than three readings or under a minute of span."""
+    if len(readings) < 3:
+        return None
+    t0, t1 = readings[0][0], readings[-1][0]
+    if t1 - t0 < 60:
+        return None
+    middle = min(readings, key=lambda r: abs(r[0] - (t0 + t1) / 2))
+    return (readings[-1][1] - middle[1]) / (t1 - middle[0]) * 60
 
 
 def _series(

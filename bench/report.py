@@ -152,6 +152,8 @@ def compute_markdown(report: dict[str, Any]) -> str:
         f"{_f(_d(report, 'memory').get('max_peak_rss_mb'))} MB |",
         f"| RSS growth over the run, worst node | "
         f"{_f(_d(report, 'memory').get('max_rss_growth_mb'))} MB |",
+        f"| RSS growth rate over the second half, worst node | "
+        f"{_f(_d(report, 'memory').get('max_late_rss_growth_mb_per_min'))} MB/min |",
         f"| generator CPU share (of one core) | "
         f"{_f(report.get('generator_cpu_share'), 1, 100, ' %')} |",
         f"| generator schedule lag p99 | {_f(report.get('send_lag_p99_ms'))} ms |",

@@ -165,3 +165,15 @@ def test_memory_stats_say_where_the_resident_memory_is() -> None:
     assert counts.get("MemoryStatsMarker", 0) >= len(held)
     if stats["malloc"]:  # glibc
         assert stats["malloc"]["uordblks"] > 0
+
+
+def test_late_memory_growth_tells_a_plateau_from_a_leak() -> None:
+    from bench.harness import compute_late_growth_mb_per_min
+
+    leak = [(float(t), 100 + 0.2 * t) for t in range(0, 601, 5)]  # 12 MB/min throughout
+    plateau = [(float(t), min(100 + 0.5 * t, 200.0)) for t in range(0, 601, 5)]
+    rate = compute_late_growth_mb_per_min(leak)
+    assert rate is not None and abs(rate - 12.0) < 1e-6
+    assert compute_late_growth_mb_per_min(plateau) == 0.0
+    assert compute_late_growth_mb_per_min(leak[:2]) is None
+    assert compute_late_growth_mb_per_min(leak[:6]) is None  # 25 s: too short to judge
