@@ -41,9 +41,9 @@ from ledger.store import KVStore
 DIGEST_DOMAIN = b"dmchain/state/v1"
 ZERO_DIGEST = bytes(32)
 # Decoded records kept in memory: two generations of half this size each. A
-# decoded record with its key takes roughly 0.5-1 KB, so the cache stays
-# within a few tens of MB however large the state grows.
-DEFAULT_CACHE_SIZE = 50_000
+# decoded record with its key takes 50-950 B (about 450 B on average for the
+# benchmark's mix), so the cache stays near 10 MB however large the state grows.
+DEFAULT_CACHE_SIZE = 20_000
 _MISSING = object()
 
 

@@ -120,9 +120,10 @@ MAX_INBOX = 50_000
 # has executed yet (dropped on execution, oldest first past this bound).
 VERIFIED_REMEMBERED = 100_000
 # Committed hashes a replica's pool remembers, so a copy gossiped late is not
-# proposed again: 100,000 is 16 minutes at 100 tx/s (500,000 grew each
-# replica's memory for over an hour at that rate).
-COMMITTED_REMEMBERED = 100_000
+# proposed again: 50,000 (about 8 MB) is almost 4 minutes at 220 tx/s and 10 s
+# at 4,750 tx/s, far beyond a gossip delay (500,000 grew each replica's memory
+# for over an hour at 100 tx/s).
+COMMITTED_REMEMBERED = 50_000
 PBFT_WINDOW = 6
 # The leader keeps at most this many of its proposals uncommitted. Blocks then
 # grow with the round time instead of the tick splitting the load into many
