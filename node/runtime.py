@@ -411,7 +411,7 @@ class Node:
             raise TxRejectedError(
                 "wrong_chain", f"transaction is for chain {tx.chain_id!r}, not {self.chain_id!r}"
             )
-        if self.mempool.is_known(tx.tx_hash) or self.tracker.get(tx.tx_hash) is not None:
+        if self.mempool.is_known(tx.tx_hash) or self.tracker.is_tracked(tx.tx_hash):
             return tx.tx_hash
         if tx.fee < self.params.min_fee:
             raise TxRejectedError(
@@ -571,11 +571,10 @@ class Node:
             height, block_hash, [(r.tx_hash, r.ok, r.reason) for r in receipts]
         )
         self.metrics.observe_block(height, len(block.txs), time.perf_counter() - started)
-        for record in (self.tracker.get(h) for h in hashes):
-            if record is not None and "confirmed_ms" in record:
-                self.metrics.commit_latency.observe(
-                    (record["confirmed_ms"] - record["submitted_ms"]) / 1000
-                )
+        for tx_hash in hashes:
+            latency_ms = self.tracker.get_commit_latency_ms(tx_hash)
+            if latency_ms is not None:
+                self.metrics.commit_latency.observe(latency_ms / 1000)
         if self.is_replica:
             self._push_block(height, payload, qc)
         next_validators = None
@@ -968,7 +967,7 @@ class Node:
 
     async def wait_tx(self, tx_hash: bytes, level: str, timeout: float) -> dict[str, Any] | None:
         """Wait for a tracked transaction to reach ``level``; else report what is known."""
-        if self.tracker.get(tx_hash) is None:
+        if not self.tracker.is_tracked(tx_hash):
             return self.get_tx_status(tx_hash)
         return await self.tracker.wait(tx_hash, level, timeout)
 

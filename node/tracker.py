@@ -83,6 +83,17 @@ class TxTracker:
     def __len__(self) -> int:
         return len(self._records)
 
+    def is_tracked(self, tx_hash: bytes) -> bool:
+        """Return True iff the transaction is tracked here."""
+        return tx_hash in self._records
+
+    def get_commit_latency_ms(self, tx_hash: bytes) -> int | None:
+        """Return submitted -> committed milliseconds, or None if not tracked or pending."""
+        record = self._records.get(tx_hash)
+        if record is None or record.status == "pending":
+            return None
+        return record.confirmed_ms - record.submitted_ms
+
     def get(self, tx_hash: bytes) -> dict[str, Any] | None:
         """Return the status document (a new dict), or None if not tracked."""
         record = self._records.get(tx_hash)

@@ -43,3 +43,15 @@ def test_tracker_documents_follow_the_transaction_and_the_bound_holds() -> None:
     assert failed["status"] == "failed" and failed["settled"] is True
     still = tracker.get(hashes[4])
     assert still is not None and still["status"] == "pending"
+
+
+def test_tracker_answers_membership_and_commit_latency_without_a_document() -> None:
+    tracker = TxTracker()
+    tx = b"\x07" * 32
+    assert not tracker.is_tracked(tx) and tracker.get_commit_latency_ms(tx) is None
+    tracker.process_submitted(tx)
+    assert tracker.is_tracked(tx) and tracker.get_commit_latency_ms(tx) is None  # pending
+    tracker.process_block(3, b"\xdd" * 32, [(tx, True, "")])
+    doc = tracker.get(tx)
+    assert doc is not None
+    assert tracker.get_commit_latency_ms(tx) == doc["confirmed_ms"] - doc["submitted_ms"] >= 0
