@@ -31,6 +31,11 @@ class NodeMetrics:
         self.txs_submitted = Counter(
             "dmchain_txs_submitted", "Transactions admitted at this node", registry=r
         )
+        self.txs_escalated = Counter(
+            "dmchain_txs_escalated",
+            "Transactions forwarded to the leader and sent to every replica after the delay",
+            registry=r,
+        )
         self.bad_frames = Counter("dmchain_bad_frames", "Malformed frames dropped", registry=r)
         self.bad_txs = Counter("dmchain_bad_txs", "Invalid transactions in batches", registry=r)
         self.inbox_dropped = Counter(

@@ -76,6 +76,7 @@ from ledger.store import LevelDBStore
 from ledger.tx import TxKind, compute_signed_tx, decode_tx, get_tx_error, is_valid_tx_signature
 from node.blobstore import BlobStore
 from node.config import NodeConfig
+from node.forwarding import ForwardLog
 from node.http_api import TxRejectedError, create_app, serve_http
 from node.inbox import Inbox, InboxEntry
 from node.jobs_doc import get_executor_doc, get_job_doc
@@ -94,6 +95,10 @@ CH_PBFT = 1
 CH_POS = 2
 CH_TXS = 3
 TXS_CHANNEL_BYTE = bytes([CH_TXS])
+# A transaction batch sent to the PBFT leader alone (see node/forwarding.py): a
+# replica that is not the leader of its view passes it on to its leader.
+CH_TXS_TO_LEADER = 8
+TXS_TO_LEADER_BYTE = bytes([CH_TXS_TO_LEADER])
 CH_BLOCK = 4
 CH_BLOCK_REQUEST = 5
 CH_BLOCK_RESPONSE = 6
@@ -131,6 +136,15 @@ PBFT_WINDOW = 6
 # 5(n-1)): at 60 tx/s on the 18-node bench, 6 in flight gave ~7 tx per block
 # and a saturated machine.
 MAX_PROPOSALS_IN_FLIGHT = 2
+# A transaction forwarded to the leader alone and not committed after this long
+# goes to every replica (node/forwarding.py): four times the recent commit
+# latency of this node's transactions, kept between these bounds. The lower
+# bound is the PBFT base timeout, so a leader that stopped is replaced after
+# about twice that; the factor keeps a loaded cluster, whose commits are slow
+# but steady, from sending everything to every replica.
+ESCALATE_MIN_S = 2.0
+ESCALATE_MAX_S = 30.0
+ESCALATE_LATENCY_FACTOR = 4.0
 PBFT_CHECKPOINT_INTERVAL = 3
 # View changes carry prepared payloads: (2f+1) view changes x 2 windows x payload
 # must stay under the codec limit (4 MiB); 7 x 12 x 40 KiB = 3.4 MiB.
@@ -235,6 +249,11 @@ class Node:
             limits.mempool_max_txs, limits.mempool_max_bytes, limits.mempool_max_per_sender
         )
         self.pool = ProposalPool(limits.mempool_max_txs, COMMITTED_REMEMBERED)
+        self.forwards = ForwardLog(limits.mempool_max_txs)
+        # The highest view this node has seen certified (replicas use their own).
+        self._certified_view = 0
+        self._forward_view = 0
+        self._commit_latency_s = 0.0
         self.tracker = TxTracker()
         self.metrics = NodeMetrics(self.name)
         self.max_body_bytes = limits.http_max_body_bytes
@@ -324,8 +343,12 @@ class Node:
     def _on_frames(self, sender: str, frames: list[bytes]) -> None:
         self._wake_tick()
         now = time.monotonic()
-        batches = [f for f in frames if f[:1] == TXS_CHANNEL_BYTE]
-        others = [f for f in frames if f[:1] != TXS_CHANNEL_BYTE] if batches else frames
+        batches = [f for f in frames if f[:1] in (TXS_CHANNEL_BYTE, TXS_TO_LEADER_BYTE)]
+        others = (
+            [f for f in frames if f[:1] not in (TXS_CHANNEL_BYTE, TXS_TO_LEADER_BYTE)]
+            if batches
+            else frames
+        )
         for group, is_batch in ((others, False), (batches, True)):
             if group and not self._inbox.process_put(InboxEntry(sender, group, now), is_batch):
                 self._inbox_dropped += len(group)
@@ -364,7 +387,9 @@ class Node:
             event = MessageReceived(body, self.pos_index.get(sender, -1))
             self._execute_actions("pos", self.pos.step(event))
         elif channel == CH_TXS:
-            self._process_tx_batch(body)
+            self._process_tx_batch(body, to_leader=False)
+        elif channel == CH_TXS_TO_LEADER:
+            self._process_tx_batch(body, to_leader=True)
         elif channel == CH_BLOCK:
             self._process_block_frame(codec.decode(body))
         elif channel == CH_BLOCK_REQUEST:
@@ -438,27 +463,82 @@ class Node:
         self.metrics.txs_submitted.inc()
         return tx.tx_hash
 
+    def get_leader_view(self) -> int:
+        """Return the view whose leader this node forwards transactions to: a
+        replica's own view, else the highest view of a certificate it has checked."""
+        return self.pbft.view if self.pbft is not None else self._certified_view
+
     def _flush_batch(self) -> None:
+        """Send admitted transactions to the leader (logged until committed); re-send
+        to a new leader what an old one did not commit; escalate to every replica
+        what stayed uncommitted too long (node/forwarding.py)."""
         limits = self.config.limits
+        now = time.monotonic()
+        view = self.get_leader_view()
+        if view > self._forward_view:
+            self._forward_view = view
+            self._send_txs(self.forwards.take_for_view(view), to_leader=True)
+        escalated = self.forwards.take_escalated(now, self._get_escalate_after_s())
+        if escalated:
+            self.metrics.txs_escalated.inc(len(escalated))
+            self._send_txs(escalated, to_leader=False)
         while len(self.mempool):
             batch = self.mempool.take_batch(limits.batch_max_txs, limits.max_frame_bytes // 2)
             if not batch:
                 return
-            raws = [e.raw for e in batch]
-            frame = bytes([CH_TXS]) + codec.encode(raws)
+            logged = [e for e in batch if not self.forwards.is_full()]
+            for entry in logged:
+                self.forwards.process_sent(entry.tx_hash, entry.raw, view, now)
+            self._send_txs([e.raw for e in logged], to_leader=True)
+            self._send_txs([e.raw for e in batch[len(logged) :]], to_leader=False)
+
+    def _get_escalate_after_s(self) -> float:
+        scaled = ESCALATE_LATENCY_FACTOR * self._commit_latency_s
+        return min(ESCALATE_MAX_S, max(ESCALATE_MIN_S, scaled))
+
+    def _send_txs(self, raws: list[bytes], *, to_leader: bool) -> None:
+        """Send transactions in bounded batches to the leader of this node's view, or
+        to every replica; a replica keeps its own copy in its proposal pool."""
+        limits = self.config.limits
+        leader = self.committee_names[self.get_leader_view() % len(self.committee_names)]
+        channel = CH_TXS_TO_LEADER if to_leader else CH_TXS
+        start = 0
+        while start < len(raws):
+            end, size = start, 0
+            while end < len(raws) and end - start < limits.batch_max_txs:
+                size += len(raws[end])
+                if end > start and size > limits.max_frame_bytes // 2:
+                    break
+                end += 1
+            chunk = raws[start:end]
+            start = end
+            frame = bytes([channel]) + codec.encode(chunk)
             for name in self.committee_names:
                 if name == self.name:
-                    for entry in batch:
-                        self.pool.add(entry.tx_hash, entry.raw)
-                else:
+                    for raw in chunk:
+                        tx = decode_tx(raw)  # admitted here: decodes
+                        self.pool.add(tx.tx_hash, raw, (tx.sender, tx.nonce))
+                elif name == leader or not to_leader:
                     self.transport.send(name, frame)
 
-    def _process_tx_batch(self, body: bytes) -> None:
+    def _get_next_nonce(self, sender: bytes) -> int:
+        return queries.get_account(self.ledger.state, sender).nonce
+
+    def _process_tx_batch(self, body: bytes, *, to_leader: bool) -> None:
         if self.pbft is None:
             return
         raws = codec.decode(body)
         if not isinstance(raws, list) or len(raws) > self.config.limits.batch_max_txs:
             raise ValueError("malformed transaction batch")
+        if to_leader and not self.pbft.is_leader():
+            # The sender knew another view: pass the batch on to the leader of ours
+            # as a plain batch (never relayed again, so views that disagree cannot
+            # bounce it), and keep a copy, as for a batch sent to every replica.
+            # It may reach the leader ahead of the sender's earlier transactions;
+            # the leader proposes a sender's transactions in nonce order only.
+            leader = self.committee_names[self.pbft.view % len(self.committee_names)]
+            if leader != self.name:
+                self.transport.send(leader, TXS_CHANNEL_BYTE + body)
         for raw in raws:
             if not isinstance(raw, bytes) or len(raw) > self.config.limits.max_tx_bytes:
                 self.metrics.bad_txs.inc()
@@ -466,12 +546,17 @@ class Node:
             tx_hash = compute_hash(raw)
             if self.pool.is_known(tx_hash):
                 continue
+            try:
+                tx = decode_tx(raw)
+            except TxError:
+                self.metrics.bad_txs.inc()
+                continue
             if tx_hash not in self._verified:
-                if get_tx_error(raw, self.chain_id) is not None:
+                if get_tx_error(tx, self.chain_id) is not None:
                     self.metrics.bad_txs.inc()
                     continue
                 self._remember_verified(tx_hash)
-            self.pool.add(tx_hash, raw)
+            self.pool.add(tx_hash, raw, (tx.sender, tx.nonce))
 
     # ---------------------------------------------------------------- proposals
 
@@ -514,7 +599,7 @@ class Node:
             raws: list[bytes] = []
             if self.pool.get_unproposed_count() > 0:
                 raws = self.pool.take_proposal(
-                    self.config.limits.batch_max_txs * 4, MAX_PAYLOAD - 256
+                    self.config.limits.batch_max_txs * 4, MAX_PAYLOAD - 256, self._get_next_nonce
                 )
             if not raws and seq > self._epoch_close_target():
                 return
@@ -565,6 +650,7 @@ class Node:
             self._last_tx_height = max(self._last_tx_height, height)
         hashes = [tx.tx_hash for tx in block.txs]
         self.pool.process_committed(hashes)
+        self.forwards.process_committed(hashes)
         for tx in block.txs:
             self.mempool.process_committed_nonce(tx.sender, tx.nonce + 1)
         self.tracker.process_block(
@@ -575,6 +661,8 @@ class Node:
             latency_ms = self.tracker.get_commit_latency_ms(tx_hash)
             if latency_ms is not None:
                 self.metrics.commit_latency.observe(latency_ms / 1000)
+                # Recent commit latency (moving average), for the escalation delay.
+                self._commit_latency_s += (latency_ms / 1000 - self._commit_latency_s) / 16
         if self.is_replica:
             self._push_block(height, payload, qc)
         next_validators = None
@@ -615,6 +703,7 @@ class Node:
             self.metrics.bad_frames.inc()
             logger.warning("event=block_rejected height=%d error=%s", height, error)
             return
+        self._certified_view = max(self._certified_view, qc.view)
         self._process_commit(height, payload, qc)
 
     def _process_replica_sync(self, sender: str, items: list[Any]) -> None:

@@ -1,15 +1,23 @@
 """Proposal pool of a PBFT replica: verified transactions waiting for a block.
 
-Transactions arrive in batches from every node's mempool (signatures are
-verified once, before :meth:`ProposalPool.add`). The pool keeps arrival order,
-is bounded, forgets transactions once committed, and tracks which ones the
-local leader has already put in flight so it does not propose them twice.
+Transactions arrive in batches from nodes' mempools (signatures are verified
+once, before :meth:`ProposalPool.add`). The pool keeps arrival order, is
+bounded, forgets transactions once committed, and tracks which ones the local
+leader has already put in flight so it does not propose them twice.
+
+Arrival order is not always a sender's nonce order: a transaction can reach a
+new leader after the sender's next one (one came from the old leader, the other
+from the node that forwarded it, see node/forwarding.py). A block that held
+them out of order would reject the later one for its nonce and lose it, so a
+leader that passes ``next_nonce`` to :meth:`take_proposal` proposes a sender's
+transactions only in unbroken nonce order and holds back the rest until the gap
+is filled.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 
 class ProposalPool:
@@ -21,9 +29,14 @@ class ProposalPool:
         self.max_txs = max_txs
         self._txs: OrderedDict[bytes, bytes] = OrderedDict()
         self._in_flight: set[bytes] = set()
+        # (sender, nonce) of the pooled transactions added with one.
+        self._keys: dict[bytes, tuple[bytes, int]] = {}
+        # Per sender, the nonce after its highest transaction in flight.
+        self._next_in_flight: dict[bytes, int] = {}
         self._committed: OrderedDict[bytes, None] = OrderedDict()
         self._max_committed = max_committed_remembered
         self.dropped = 0
+        self.stale_dropped = 0
 
     def __len__(self) -> int:
         return len(self._txs)
@@ -32,41 +45,89 @@ class ProposalPool:
         """Return True iff the hash is pooled or was committed recently."""
         return tx_hash in self._txs or tx_hash in self._committed
 
-    def add(self, tx_hash: bytes, raw: bytes) -> bool:
-        """Pool a verified transaction; False if known already or the pool is full."""
+    def add(self, tx_hash: bytes, raw: bytes, key: tuple[bytes, int] | None = None) -> bool:
+        """Pool a verified transaction with its (sender, nonce) if known; False if
+        known already or the pool is full."""
         if self.is_known(tx_hash):
             return False
         if len(self._txs) >= self.max_txs:
             self.dropped += 1
             return False
         self._txs[tx_hash] = raw
+        if key is not None:
+            self._keys[tx_hash] = key
         return True
 
     def get_unproposed_count(self) -> int:
         """Return how many pooled transactions are not in flight."""
         return len(self._txs) - len(self._in_flight)
 
-    def take_proposal(self, max_txs: int, max_bytes: int) -> list[bytes]:
-        """Return up to ``max_txs`` raw transactions not in flight, marking them in flight."""
+    def take_proposal(
+        self, max_txs: int, max_bytes: int, next_nonce: Callable[[bytes], int] | None = None
+    ) -> list[bytes]:
+        """Return up to ``max_txs`` raw transactions not in flight, in arrival order,
+        marking them in flight. With ``next_nonce`` (a sender's next nonce in the
+        executed state), a keyed transaction is taken only if its nonce follows the
+        sender's last one executed, in flight or taken here; one below that is
+        stale and dropped; one above waits for the gap to be filled."""
         out: list[bytes] = []
         size = 0
-        for tx_hash, raw in self._txs.items():
-            if len(out) >= max_txs:
+        expected: dict[bytes, int] = {}
+        stale: list[bytes] = []
+        for _ in range(2):  # a second pass takes what waited on a gap the first filled
+            waiting = False
+            taken = len(out)
+            for tx_hash, raw in self._txs.items():
+                if len(out) >= max_txs:
+                    break
+                if tx_hash in self._in_flight:
+                    continue
+                key = self._keys.get(tx_hash) if next_nonce is not None else None
+                if key is not None and next_nonce is not None:
+                    sender, nonce = key
+                    want = expected.get(sender)
+                    if want is None:
+                        want = max(next_nonce(sender), self._next_in_flight.get(sender, 0))
+                        expected[sender] = want
+                    if nonce < want:
+                        stale.append(tx_hash)
+                        continue
+                    if nonce > want:
+                        waiting = True
+                        continue
+                if size + len(raw) + 5 > max_bytes:
+                    break
+                if key is not None:
+                    expected[key[0]] = key[1] + 1
+                    self._next_in_flight[key[0]] = key[1] + 1
+                self._in_flight.add(tx_hash)
+                out.append(raw)
+                size += len(raw) + 5
+            if not waiting or len(out) == taken:
                 break
-            if tx_hash in self._in_flight:
-                continue
-            if size + len(raw) + 5 > max_bytes:
-                break
-            self._in_flight.add(tx_hash)
-            out.append(raw)
-            size += len(raw) + 5
+            for tx_hash in stale:
+                self._drop(tx_hash)
+            stale.clear()
+        for tx_hash in stale:
+            self._drop(tx_hash)
         return out
+
+    def _drop(self, tx_hash: bytes) -> None:
+        if self._txs.pop(tx_hash, None) is not None:
+            self._keys.pop(tx_hash, None)
+            self.stale_dropped += 1
 
     def process_view_change(self, carried: Iterable[bytes] = ()) -> None:
         """Start a new view: only the pooled transactions in ``carried`` (those
         of the blocks the new view re-proposes) stay in flight; the rest may be
         proposed again, since a new view may not carry their proposals."""
         self._in_flight = {tx_hash for tx_hash in carried if tx_hash in self._txs}
+        self._next_in_flight = {}
+        for tx_hash in self._in_flight:
+            key = self._keys.get(tx_hash)
+            if key is not None:
+                sender, nonce = key
+                self._next_in_flight[sender] = max(self._next_in_flight.get(sender, 0), nonce + 1)
 
     def process_committed(self, tx_hashes: list[bytes]) -> None:
         """Remove committed transactions and remember them for a while."""
@@ -74,6 +135,9 @@ class ProposalPool:
             self._txs.pop(tx_hash, None)
             self._in_flight.discard(tx_hash)
             self._committed[tx_hash] = None
+            key = self._keys.pop(tx_hash, None)
+            if key is not None and self._next_in_flight.get(key[0], 0) <= key[1] + 1:
+                self._next_in_flight.pop(key[0], None)
         while len(self._committed) > self._max_committed:
             self._committed.popitem(last=False)
 

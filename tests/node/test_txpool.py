@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from consensus.crypto import compute_hash
@@ -54,3 +56,66 @@ def test_pool_bound_must_be_positive() -> None:
     with pytest.raises(ValueError):
         ProposalPool(max_txs=0)
 
+
+
+def _keyed(pool: ProposalPool, sender: bytes, nonce: int) -> bytes:
+    raw = b"%s-%d" % (sender, nonce)
+    assert pool.add(compute_hash(raw), raw, (sender, nonce))
+    return raw
+
+
+def test_a_leader_proposes_each_senders_transactions_in_nonce_order_only() -> None:
+    pool = ProposalPool(max_txs=20)
+    state = {b"a": 5, b"b": 0}
+    # b's nonce 1 and a's nonce 7 arrive ahead of their predecessors.
+    b1, a5, a7 = _keyed(pool, b"b", 1), _keyed(pool, b"a", 5), _keyed(pool, b"a", 7)
+    first = pool.take_proposal(10, 1 << 20, state.__getitem__)
+    assert first == [a5]  # a7 waits for a6, b1 for b0
+    a6, b0 = _keyed(pool, b"a", 6), _keyed(pool, b"b", 0)
+    # a5 is still in flight, so a6 follows it; b0 fills b's gap within the call.
+    second = pool.take_proposal(10, 1 << 20, state.__getitem__)
+    assert second == [a6, b0, b1, a7]
+    assert pool.get_unproposed_count() == 0
+
+
+def test_stale_nonces_are_dropped_and_a_view_change_recounts_what_is_in_flight() -> None:
+    pool = ProposalPool(max_txs=20)
+    state = {b"a": 3}
+    old = _keyed(pool, b"a", 2)
+    a3, a4 = _keyed(pool, b"a", 3), _keyed(pool, b"a", 4)
+    assert pool.take_proposal(1, 1 << 20, state.__getitem__) == [a3]
+    assert not pool.is_known(compute_hash(old)) and pool.stale_dropped == 1
+    # The block with a3 is not carried into the new view: a3 may go again, a4 after it.
+    pool.process_view_change(carried=())
+    assert pool.take_proposal(10, 1 << 20, state.__getitem__) == [a3, a4]
+    pool.process_view_change(carried=[compute_hash(a3)])
+    assert pool.take_proposal(10, 1 << 20, state.__getitem__) == [a4]
+    pool.process_committed([compute_hash(a3), compute_hash(a4)])
+    state[b"a"] = 5
+    a5 = _keyed(pool, b"a", 5)
+    assert pool.take_proposal(10, 1 << 20, state.__getitem__) == [a5]
+
+
+def test_nonce_order_holds_for_any_arrival_order() -> None:
+    rng = random.Random(11)
+    for _ in range(200):
+        pool = ProposalPool(max_txs=100)
+        state = {s: rng.randrange(3) for s in (b"a", b"b", b"c")}
+        txs = [(s, state[s] + i) for s in state for i in range(rng.randrange(1, 6))]
+        rng.shuffle(txs)
+        proposed: list[tuple[bytes, int]] = []
+        for sender, nonce in txs:
+            _keyed(pool, sender, nonce)
+            if rng.random() < 0.5:
+                proposed += [_key(r) for r in pool.take_proposal(3, 1 << 20, state.__getitem__)]
+        while batch := pool.take_proposal(3, 1 << 20, state.__getitem__):
+            proposed += [_key(r) for r in batch]
+        assert sorted(proposed) == sorted(txs)
+        for sender, first in state.items():
+            nonces = [n for s, n in proposed if s == sender]
+            assert nonces == sorted(nonces) and nonces[0] == first
+
+
+def _key(raw: bytes) -> tuple[bytes, int]:
+    sender, _, nonce = raw.rpartition(b"-")
+    return sender, int(nonce)
