@@ -846,17 +846,20 @@ class Node:
         state = (self.pbft.view, self.pbft.in_view_change)
         if state == self._logged_view:
             return
+        previous = self._logged_view
         self._logged_view = state
         view, changing = state
         leader = self.committee_names[view % len(self.committee_names)]
-        if changing:
+        # A replica that joins a view change and completes it in one step (the new
+        # leader holding 2f+1 view changes) left its old view all the same.
+        if changing or (view > previous[0] and not previous[1]):
             logger.warning(
                 "event=view_change_started view=%d leader=%s executed=%d",
                 view,
                 leader,
                 self.pbft.executed,
             )
-        else:
+        if not changing:
             logger.info(
                 "event=view_entered view=%d leader=%s executed=%d", view, leader, self.pbft.executed
             )
