@@ -145,6 +145,12 @@ MAX_PROPOSALS_IN_FLIGHT = 2
 ESCALATE_MIN_S = 2.0
 ESCALATE_MAX_S = 30.0
 ESCALATE_LATENCY_FACTOR = 4.0
+# A leader holds back a transaction whose predecessor (same sender, previous
+# nonce) it has not seen for at most this long (node/txpool.py): long enough for
+# the predecessor to arrive from the node that forwarded it after a view change
+# or an escalation at ESCALATE_MIN_S; a gap that never fills then costs one
+# rejected transaction, not a pool that never empties.
+NONCE_GAP_WAIT_S = 5.0
 PBFT_CHECKPOINT_INTERVAL = 3
 # View changes carry prepared payloads: (2f+1) view changes x 2 windows x payload
 # must stay under the codec limit (4 MiB); 7 x 12 x 40 KiB = 3.4 MiB.
@@ -599,7 +605,11 @@ class Node:
             raws: list[bytes] = []
             if self.pool.get_unproposed_count() > 0:
                 raws = self.pool.take_proposal(
-                    self.config.limits.batch_max_txs * 4, MAX_PAYLOAD - 256, self._get_next_nonce
+                    self.config.limits.batch_max_txs * 4,
+                    MAX_PAYLOAD - 256,
+                    self._get_next_nonce,
+                    now=time.monotonic(),
+                    max_wait_s=NONCE_GAP_WAIT_S,
                 )
             if not raws and seq > self._epoch_close_target():
                 return

@@ -11,11 +11,16 @@ from the node that forwarded it, see node/forwarding.py). A block that held
 them out of order would reject the later one for its nonce and lose it, so a
 leader that passes ``next_nonce`` to :meth:`take_proposal` proposes a sender's
 transactions only in unbroken nonce order and holds back the rest until the gap
-is filled.
+is filled, for at most ``max_wait_s``: a gap that is never filled (the sender's
+previous transaction was rejected and the nonce did not advance) must not hold
+the sender's next one, and the pool's pending work, forever. Past the wait the
+transaction is proposed and the ledger rejects it for its nonce, as it did
+before nonce-ordered proposals.
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
@@ -33,6 +38,8 @@ class ProposalPool:
         self._keys: dict[bytes, tuple[bytes, int]] = {}
         # Per sender, the nonce after its highest transaction in flight.
         self._next_in_flight: dict[bytes, int] = {}
+        # When each held-back transaction first waited for its predecessor.
+        self._waiting_since: dict[bytes, float] = {}
         self._committed: OrderedDict[bytes, None] = OrderedDict()
         self._max_committed = max_committed_remembered
         self.dropped = 0
@@ -63,13 +70,21 @@ class ProposalPool:
         return len(self._txs) - len(self._in_flight)
 
     def take_proposal(
-        self, max_txs: int, max_bytes: int, next_nonce: Callable[[bytes], int] | None = None
+        self,
+        max_txs: int,
+        max_bytes: int,
+        next_nonce: Callable[[bytes], int] | None = None,
+        *,
+        now: float = 0.0,
+        max_wait_s: float = math.inf,
     ) -> list[bytes]:
         """Return up to ``max_txs`` raw transactions not in flight, in arrival order,
         marking them in flight. With ``next_nonce`` (a sender's next nonce in the
         executed state), a keyed transaction is taken only if its nonce follows the
         sender's last one executed, in flight or taken here; one below that is
-        stale and dropped; one above waits for the gap to be filled."""
+        stale and dropped; one above waits for the gap to be filled, from its first
+        wait until ``now`` reaches ``max_wait_s`` later (``now`` in seconds, any
+        monotonic origin)."""
         out: list[bytes] = []
         size = 0
         expected: dict[bytes, int] = {}
@@ -93,14 +108,17 @@ class ProposalPool:
                         stale.append(tx_hash)
                         continue
                     if nonce > want:
-                        waiting = True
-                        continue
+                        since = self._waiting_since.setdefault(tx_hash, now)
+                        if now - since < max_wait_s:
+                            waiting = True
+                            continue
                 if size + len(raw) + 5 > max_bytes:
                     break
                 if key is not None:
                     expected[key[0]] = key[1] + 1
                     self._next_in_flight[key[0]] = key[1] + 1
                 self._in_flight.add(tx_hash)
+                self._waiting_since.pop(tx_hash, None)
                 out.append(raw)
                 size += len(raw) + 5
             if not waiting or len(out) == taken:
@@ -115,6 +133,7 @@ class ProposalPool:
     def _drop(self, tx_hash: bytes) -> None:
         if self._txs.pop(tx_hash, None) is not None:
             self._keys.pop(tx_hash, None)
+            self._waiting_since.pop(tx_hash, None)
             self.stale_dropped += 1
 
     def process_view_change(self, carried: Iterable[bytes] = ()) -> None:
@@ -135,6 +154,7 @@ class ProposalPool:
             self._txs.pop(tx_hash, None)
             self._in_flight.discard(tx_hash)
             self._committed[tx_hash] = None
+            self._waiting_since.pop(tx_hash, None)
             key = self._keys.pop(tx_hash, None)
             if key is not None and self._next_in_flight.get(key[0], 0) <= key[1] + 1:
                 self._next_in_flight.pop(key[0], None)

@@ -119,3 +119,14 @@ def test_nonce_order_holds_for_any_arrival_order() -> None:
 def _key(raw: bytes) -> tuple[bytes, int]:
     sender, _, nonce = raw.rpartition(b"-")
     return sender, int(nonce)
+
+
+def test_a_gap_that_never_fills_holds_the_next_nonce_only_for_the_wait() -> None:
+    pool = ProposalPool(max_txs=20)
+    state = {b"a": 4}  # a4 was rejected in a block: the nonce stayed at 4
+    a5 = _keyed(pool, b"a", 5)
+    take = pool.take_proposal
+    assert take(10, 1 << 20, state.__getitem__, now=100.0, max_wait_s=5.0) == []
+    assert take(10, 1 << 20, state.__getitem__, now=104.9, max_wait_s=5.0) == []
+    assert take(10, 1 << 20, state.__getitem__, now=105.0, max_wait_s=5.0) == [a5]
+    assert pool.get_unproposed_count() == 0
