@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_FILE = "config.json"
+# Half the PBFT progress timeout (node/runtime.py PBFT_BASE_TIMEOUT_MS).
+MAX_EMPTY_BLOCK_INTERVAL_MS = 1_000
 
 
 class ConfigError(ValueError):
@@ -30,6 +32,7 @@ class Limits:
     mempool_max_per_sender: int = 10_000
     batch_max_txs: int = 1_000
     batch_interval_ms: int = 10
+    empty_block_interval_ms: int = 250
     block_max_batches: int = 64
     max_frame_bytes: int = 4 * 1024 * 1024
     peer_queue_frames: int = 20_000
@@ -107,6 +110,12 @@ def _get_limits(raw: Any) -> Limits:
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ConfigError(f"limits.{key} must be a positive integer, got {value!r}")
         values[key] = value
+    if values["empty_block_interval_ms"] > MAX_EMPTY_BLOCK_INTERVAL_MS:
+        raise ConfigError(
+            f"limits.empty_block_interval_ms must be at most {MAX_EMPTY_BLOCK_INTERVAL_MS} "
+            "(half the PBFT progress timeout, so replicas never suspect an idle leader), "
+            f"got {values['empty_block_interval_ms']}"
+        )
     if values["blob_store_max_bytes"] < values["blob_max_bytes"]:
         raise ConfigError(
             "limits.blob_store_max_bytes must be at least limits.blob_max_bytes "

@@ -271,6 +271,9 @@ class Node:
         self._requested_seqs: list[int] = []
         self._timers: dict[tuple[str, str], tuple[float, int]] = {}
         self._work_pending = False
+        self._empty_block_interval_s = limits.empty_block_interval_ms / 1000
+        self._last_proposal_at = 0.0
+        self._empty_block_due_at: float | None = None
         self._last_tx_height = self.ledger.state.height
         self._last_view = self.pbft.view if self.pbft else 0
         self._logged_view = (self.pbft.view, self.pbft.in_view_change) if self.pbft else (0, False)
@@ -580,6 +583,23 @@ class Node:
         length = self.params.epoch_length
         return math.ceil(self._last_tx_height / length) * length
 
+    def _is_empty_block_due(self, seq: int) -> bool:
+        """True iff the leader may propose an empty (epoch-closing) block at ``seq`` now.
+
+        An empty block only closes an open epoch so that it can settle; it waits
+        until every earlier proposal has executed and ``empty_block_interval_ms``
+        has passed since the last proposal. Otherwise it records when it is due
+        (an idle tick loop wakes then). Proposing empty blocks back to back kept
+        the 18-node bench machine busy with them at low rates.
+        """
+        if self.pbft is None or seq - 1 > self.pbft.executed:
+            return False  # asked again when the earlier block executes
+        due = self._last_proposal_at + self._empty_block_interval_s
+        if time.monotonic() >= due:
+            return True
+        self._empty_block_due_at = due
+        return False
+
     def _get_carried_tx_hashes(self) -> list[bytes]:
         """Hashes of the transactions in the blocks this replica accepted but has
         not executed (after a view change: the blocks the new view re-proposes)."""
@@ -592,6 +612,7 @@ class Node:
         ]
 
     def _answer_proposals(self) -> None:
+        self._empty_block_due_at = None  # set again below while an empty block waits
         if self.pbft is None or not self._requested_seqs:
             return
         if self.pbft.view != self._last_view:
@@ -611,11 +632,15 @@ class Node:
                     now=time.monotonic(),
                     max_wait_s=NONCE_GAP_WAIT_S,
                 )
-            if not raws and seq > self._epoch_close_target():
-                return
+            if not raws:
+                if seq > self._epoch_close_target():
+                    return
+                if not self._is_empty_block_due(seq):
+                    return  # the tick loop wakes for it (_get_idle_wait_s)
             self._requested_seqs.pop(0)
             if raws:
                 self._last_tx_height = max(self._last_tx_height, seq)
+            self._last_proposal_at = time.monotonic()
             payload = compute_payload(int(time.time() * 1000), self.public_key, raws)
             self._execute_actions("pbft", self.pbft.step(ProposalReady(seq, payload)))
 
@@ -1010,11 +1035,13 @@ class Node:
         return not (self._activity or len(self.mempool) or self.pool.get_unproposed_count())
 
     def _get_idle_wait_s(self) -> float:
-        """Seconds until the earliest armed timer is due, capped at IDLE_WAIT_MAX_S."""
-        if not self._timers:
+        """Seconds until the earliest armed timer or due empty block, capped at IDLE_WAIT_MAX_S."""
+        deadlines = [deadline for deadline, _token in self._timers.values()]
+        if self._empty_block_due_at is not None:
+            deadlines.append(self._empty_block_due_at)
+        if not deadlines:
             return IDLE_WAIT_MAX_S
-        due = min(deadline for deadline, _token in self._timers.values())
-        return min(IDLE_WAIT_MAX_S, max(0.0, due - time.monotonic()))
+        return min(IDLE_WAIT_MAX_S, max(0.0, min(deadlines) - time.monotonic()))
 
     async def _tick_loop(self) -> None:
         while True:
