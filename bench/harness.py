@@ -46,7 +46,7 @@ from node.cluster import (
     process_stop_node,
     process_wait_ready,
 )
-from node.config import Limits
+from node.config import MAX_EMPTY_BLOCK_INTERVAL_MS, Limits
 from node.testnet import GOVERNANCE_FILE, TestnetSpec, get_client_seeds, process_write_testnet
 
 PAPER = {"p95_ms": 148.0, "tx_per_s": 4750.0, "settlement_failure_rate": 0.0012}
@@ -86,6 +86,7 @@ class BenchOptions:
     keep: bool = False
     profile: bool = False
     batch_max_txs: int = 0
+    empty_block_interval_ms: int = 0
     pbft_timeout_ms: int = 0
     node_tick_ms: int = 0
     node_in_flight: int = 0
@@ -107,6 +108,8 @@ class BenchOptions:
             return "--tick-ms must be in [5, 1000]"
         if not 0 <= self.netem_ms <= 1_000:
             return "--netem-ms must be in [0, 1000]"
+        if not 0 <= self.empty_block_interval_ms <= MAX_EMPTY_BLOCK_INTERVAL_MS:
+            return f"--empty-block-interval-ms must be in [0, {MAX_EMPTY_BLOCK_INTERVAL_MS}]"
         if not 1_000 <= self.base_port <= 65_000:
             return "--base-port must be in [1000, 65000]"
         return None
@@ -157,7 +160,12 @@ def process_launch(opts: BenchOptions) -> Cluster:
         base_port=opts.base_port,
         epoch_length=opts.epoch_length,
     )
-    limits = Limits(batch_max_txs=opts.batch_max_txs) if opts.batch_max_txs > 0 else None
+    overrides = {
+        "batch_max_txs": opts.batch_max_txs,
+        "empty_block_interval_ms": opts.empty_block_interval_ms,
+    }
+    chosen = {key: value for key, value in overrides.items() if value > 0}
+    limits = Limits(**chosen) if chosen else None
     process_write_testnet(spec, limits)
     network: dict[str, Any] = {"mode": "loopback", "delay_ms": 0.0, "note": ""}
     plan: netns.NamespacePlan | None = None
@@ -994,6 +1002,9 @@ async def _run(opts: BenchOptions, cluster: Cluster) -> dict[str, Any]:
     summary["machine"]["loadavg_at_start"] = list(_LOADAVG_AT_START)
     summary["tick_ms"] = opts.tick_ms
     summary["batch_max_txs"] = opts.batch_max_txs or Limits().batch_max_txs
+    summary["empty_block_interval_ms"] = (
+        opts.empty_block_interval_ms or Limits().empty_block_interval_ms
+    )
     summary["experiments"] = get_experiment_env(opts) if cluster.launched else {}
     return summary
 

@@ -52,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="node limit batch_max_txs for a launched testnet (proposals hold up to 4x)",
     )
     parser.add_argument(
+        "--empty-block-interval-ms",
+        type=int,
+        default=0,
+        help="node limit empty_block_interval_ms for a launched testnet (node default 250)",
+    )
+    parser.add_argument(
         "--pbft-timeout-ms",
         type=int,
         default=0,
@@ -108,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         keep=args.keep,
         profile=args.profile,
         batch_max_txs=args.batch_max_txs,
+        empty_block_interval_ms=args.empty_block_interval_ms,
         pbft_timeout_ms=args.pbft_timeout_ms,
         node_tick_ms=args.node_tick_ms,
         node_in_flight=args.node_in_flight,
