@@ -266,6 +266,7 @@ class Node:
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._pending_blocks: dict[int, tuple[bytes, QuorumCertificate]] = {}
         self._persist_pending: dict[bytes, bytes | None] = {}
+        self._persist_lock = trio.Lock()
         self._tick_wake = trio.Event()
         self._activity = True
         self._requested_seqs: list[int] = []
@@ -294,7 +295,7 @@ class Node:
             f"/ip4/{config.listen_host}/tcp/{config.p2p_port}",
             members,
             self._on_frames,
-            before_write=self._flush_persist,
+            before_write=self._flush_persist_before_write,
             limits=TransportLimits(
                 max_frame_size=limits.max_frame_bytes,
                 max_queue_frames=limits.peer_queue_frames,
@@ -899,13 +900,26 @@ class Node:
                 "event=view_entered view=%d leader=%s executed=%d", view, leader, self.pbft.executed
             )
 
-    def _flush_persist(self) -> None:
-        """Write every pending consensus record in one synced batch (group commit).
+    async def _flush_persist_before_write(self) -> None:
+        """Make every pending consensus record durable in one synced batch (group commit).
 
-        The transport calls this before it writes any frame, so no message leaves
-        the node before the records its state machines persisted with or before it
-        are on disk; until then the records are only pending. Also called on close.
+        The transport awaits this before it writes any frame, so no message
+        leaves the node before the records its state machines persisted with or
+        before it are on disk. The synced write runs in a worker thread (plyvel
+        releases the GIL), so the node goes on processing frames while the disk
+        syncs: on the 18-node bench, replicas had spent a third of their time
+        blocked here. One flush at a time, in order: a writer that finds a flush
+        under way waits for it, then flushes what was produced meanwhile.
         """
+        async with self._persist_lock:
+            if not self._persist_pending:
+                return
+            pending, self._persist_pending = self._persist_pending, {}
+            await trio.to_thread.run_sync(self.consensus_db.write, pending)
+            self.metrics.persist_writes.inc()
+
+    def _flush_persist(self) -> None:
+        """Write every pending consensus record now, in one synced batch (on close)."""
         if not self._persist_pending:
             return
         pending, self._persist_pending = self._persist_pending, {}

@@ -20,11 +20,12 @@ Liveness: an idle writer sends a heartbeat (a zero-length frame) every
 ``heartbeat_interval``; a connected member that sends nothing for
 ``idle_timeout`` has its connection closed and redialled.
 
-Write-ahead hook: ``before_write``, when given, runs before any batch is
-written, in the writer task. The node makes its consensus records durable
+Write-ahead hook: ``before_write``, when given, is awaited before any batch
+is written, in the writer task. The node makes its consensus records durable
 there, so a vote never reaches a peer before the record that forbids a
 conflicting vote is on disk, and all records of a burst of messages share one
-synced write.
+synced write (done in a worker thread: the node goes on reading and
+processing frames while the disk syncs).
 
 Delivery is at most once and in order per peer: a batch whose write fails is
 dropped (counted in ``metrics.frames_lost``), never resent, so the receiver
@@ -40,7 +41,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -251,10 +252,10 @@ class Transport:
         members: Mapping[str, Member | tuple[str, str]],
         on_frames: OnFrames,
         limits: TransportLimits | None = None,
-        before_write: Callable[[], None] | None = None,
+        before_write: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.limits = limits or TransportLimits()
-        # Called (synchronously) before any batch of frames goes on the wire.
+        # Awaited before any batch of frames goes on the wire.
         self.before_write = before_write
         self.limits.check()
         install_batched_window_updates()
@@ -535,7 +536,7 @@ class Transport:
                 peer.queued_bytes -= len(frame)
             data = encode_frames(batch, self.limits.max_frame_size)
             if self.before_write is not None:
-                self.before_write()
+                await self.before_write()
             written = False
             try:
                 await stream.write(data)

@@ -506,7 +506,12 @@ async def test_before_write_hook_runs_before_every_batch_is_written() -> None:
     _, transports, inboxes = _cluster(["a", "b"])
     a = transports["a"]
     calls: list[int] = []
-    a.before_write = lambda: calls.append(a.metrics.writes)
+
+    async def record_and_yield() -> None:
+        calls.append(a.metrics.writes)
+        await trio.sleep(0)  # the hook may wait (the node syncs in a worker thread)
+
+    a.before_write = record_and_yield
     async with trio.open_nursery() as nursery:
         for transport in transports.values():
             await _start(nursery, transport)
