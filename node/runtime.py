@@ -136,6 +136,11 @@ PBFT_WINDOW = 6
 # 5(n-1)): at 60 tx/s on the 18-node bench, 6 in flight gave ~7 tx per block
 # and a saturated machine.
 MAX_PROPOSALS_IN_FLIGHT = 2
+# The second proposal in flight waits for this many transactions; fewer wait for
+# the first block to commit. Light load gets one block per round instead of two
+# small ones: at 20 tx/s on the 18-node bench, a fifth fewer blocks and
+# p50/p95 232/424 ms against 299/477 ms.
+PIPELINE_MIN_TXS = 32
 # A transaction forwarded to the leader alone and not committed after this long
 # goes to every replica (node/forwarding.py): four times the recent commit
 # latency of this node's transactions, kept between these bounds. The lower
@@ -622,8 +627,11 @@ class Node:
             self.metrics.view_changes.inc()
         while self._requested_seqs:
             seq = self._requested_seqs[0]
-            if seq - 1 - self.pbft.executed >= MAX_PROPOSALS_IN_FLIGHT:
+            in_flight = seq - 1 - self.pbft.executed
+            if in_flight >= MAX_PROPOSALS_IN_FLIGHT:
                 return  # answered when an earlier block commits: it carries more txs
+            if in_flight > 0 and self.pool.get_unproposed_count() < PIPELINE_MIN_TXS:
+                return  # likewise: pipelining pays only with a backlog
             raws: list[bytes] = []
             if self.pool.get_unproposed_count() > 0:
                 raws = self.pool.take_proposal(
