@@ -8,7 +8,7 @@ block the new leader uses to fill a gap after a view change.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from consensus import codec
@@ -152,23 +152,12 @@ class PbftReplica:
     """One PBFT replica. Construct, call :meth:`start`, then :meth:`step` per event."""
 
     def __init__(
-        self,
-        config: PbftConfig,
-        seed: bytes,
-        restored: Mapping[str, bytes] | None = None,
-        is_valid_payload: Callable[[bytes], bool] | None = None,
+        self, config: PbftConfig, seed: bytes, restored: Mapping[str, bytes] | None = None
     ) -> None:
-        """``is_valid_payload`` (default: every payload is valid) is asked about each
-        fresh proposal of another leader before this replica prepares it; it must be
-        a pure function of the bytes, the same on every honest replica. A refused
-        proposal gets no vote, so the leader that made it is replaced when the
-        progress timer fires. Re-proposals in a new-view plan are not asked: a
-        prepared payload was accepted by a quorum, so by an honest replica."""
         err = config.get_error()
         require(err is None, f"bad PBFT config: {err}")
         self.cfg = config
         self._seed = seed
-        self._is_valid_payload = is_valid_payload
         self.public_key = compute_public_key(seed)
         require(self.public_key in config.committee, "replica key is not in the committee")
         self.index = config.committee.index(self.public_key)
@@ -452,9 +441,6 @@ class PbftReplica:
             return
         if vote.position <= self._view_floor:
             return  # the new-view plan decided this seq; a fresh proposal may not
-        if self._is_valid_payload is not None and not self._is_valid_payload(payload):
-            self._out.append(Alert(f"refused invalid payload at seq {vote.position}"))
-            return
         self._accept_pre_prepare(vote, payload)
 
     def _buffer_pre_prepare(self, vote: Vote, payload: bytes) -> None:

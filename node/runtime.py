@@ -73,14 +73,7 @@ from ledger.records import (
     ACCESS_PENDING,
 )
 from ledger.store import LevelDBStore
-from ledger.tx import (
-    Tx,
-    TxKind,
-    compute_signed_tx,
-    decode_tx,
-    get_tx_error,
-    is_valid_tx_signature,
-)
+from ledger.tx import TxKind, compute_signed_tx, decode_tx, get_tx_error, is_valid_tx_signature
 from node.blobstore import BlobStore
 from node.config import NodeConfig
 from node.forwarding import ForwardLog
@@ -137,8 +130,6 @@ VERIFIED_REMEMBERED = 100_000
 # for over an hour at 100 tx/s).
 COMMITTED_REMEMBERED = 50_000
 PBFT_WINDOW = 6
-# Checked proposals whose transactions are kept for execution.
-MAX_PROPOSALS_REMEMBERED = 2 * PBFT_WINDOW
 # The leader keeps at most this many of its proposals uncommitted. Blocks then
 # grow with the round time instead of the tick splitting the load into many
 # small blocks, each costing a round of signed votes (then ~2n^2 messages, now
@@ -248,12 +239,7 @@ class Node:
                 max_timeout_ms=PBFT_MAX_TIMEOUT_MS,
             )
             pbft_records = {k: v for k, v in restored.items() if k.startswith("pbft/")}
-            self.pbft = PbftReplica(
-                self.pbft_config,
-                keys.account_seed,
-                pbft_records or None,
-                is_valid_payload=self._is_valid_payload,
-            )
+            self.pbft = PbftReplica(self.pbft_config, keys.account_seed, pbft_records or None)
         pos_records = {k: v for k, v in restored.items() if k.startswith("pos/")}
         self.pos = PosValidator(
             PosConfig(
@@ -283,9 +269,6 @@ class Node:
         self.metrics = NodeMetrics(self.name)
         self.max_body_bytes = limits.http_max_body_bytes
         self._verified: OrderedDict[bytes, None] = OrderedDict()
-        # Transactions of proposals this replica checked, by payload digest, for
-        # execution (bounded: proposals that never commit are dropped oldest first).
-        self._proposal_txs: OrderedDict[bytes, list[Tx]] = OrderedDict()
         self._pending_blocks: dict[int, tuple[bytes, QuorumCertificate]] = {}
         self._persist_pending: dict[bytes, bytes | None] = {}
         self._persist_lock = trio.Lock()
@@ -452,35 +435,6 @@ class Node:
         self._verified[tx_hash] = None
         if len(self._verified) > VERIFIED_REMEMBERED:
             self._verified.popitem(last=False)
-
-    def _is_valid_payload(self, payload: bytes) -> bool:
-        """True iff another leader's proposal may be prepared: the null block, or a
-        payload whose every transaction decodes, appears once and carries a valid
-        signature. Each signature is checked once (admission is remembered).
-
-        This is what lets every node execute a certified block without checking
-        signatures: a commit certificate holds the votes of 2f+1 replicas, at least
-        f+1 of them honest, and an honest replica prepares only what passed here.
-        """
-        if not payload:
-            return True
-        decoded = decode_payload(payload)
-        txs = compute_payload_txs(decoded)
-        if not decoded.proposer or len(txs) != len(decoded.raw_txs):
-            logger.warning("event=proposal_refused reason=malformed")
-            return False
-        for tx in txs:
-            if tx.tx_hash in self._verified:
-                continue
-            if not is_valid_tx_signature(tx):
-                tx_hex = tx.tx_hash.hex()
-                logger.warning("event=proposal_refused reason=bad_signature tx=%s", tx_hex)
-                return False
-            self._remember_verified(tx.tx_hash)
-        self._proposal_txs[compute_hash(payload)] = txs
-        if len(self._proposal_txs) > MAX_PROPOSALS_REMEMBERED:
-            self._proposal_txs.popitem(last=False)
-        return True
 
     def submit_tx(self, raw: bytes) -> bytes:
         """Admit one transaction at ingress; returns its hash or raises TxRejectedError."""
@@ -716,11 +670,8 @@ class Node:
     def _execute_block(self, height: int, payload: bytes, qc: QuorumCertificate) -> None:
         started = time.perf_counter()
         decoded = decode_payload(payload)
-        # No signature checks: the certificate shows honest replicas checked them
-        # before preparing (_is_valid_payload).
-        txs = self._proposal_txs.pop(qc.digest, None)
-        if txs is None:
-            txs = compute_payload_txs(decoded)
+        txs = compute_payload_txs(decoded)
+        txs = [tx for tx in txs if tx.tx_hash in self._verified or is_valid_tx_signature(tx)]
         for tx in txs:
             # Executed once: a later copy (late gossip) is known to the pool as
             # committed, so the hash need not be remembered as verified.

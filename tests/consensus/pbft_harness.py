@@ -42,7 +42,6 @@ class Harness:
     drop: Callable[[int, int, Message], bool] = lambda src, dst, msg: False
     down: set[int] = field(default_factory=set)
     collect_votes: bool = True
-    is_valid_payload: Callable[[bytes], bool] | None = None
 
     def __post_init__(self) -> None:
         self.seeds = [compute_seed_from_label(f"unit-{i}") for i in range(self.n)]
@@ -55,9 +54,7 @@ class Harness:
             collect_votes=self.collect_votes,
         )
         for i in range(self.n):
-            self.replicas.append(
-                PbftReplica(self.cfg, self.seeds[i], is_valid_payload=self.is_valid_payload)
-            )
+            self.replicas.append(PbftReplica(self.cfg, self.seeds[i]))
             self.commits[i] = []
             self.evidence[i] = []
             self.disks[i] = {}

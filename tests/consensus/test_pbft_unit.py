@@ -122,32 +122,6 @@ def test_leader_crash_mid_round_view_change_recovers() -> None:
         assert [c.qc.digest for c in h.commits[i]][: len(first)] == first[: len(h.commits[i])]
 
 
-def test_refused_payload_gets_no_vote_and_its_leader_is_replaced() -> None:
-    asked: list[bytes] = []
-
-    def is_valid_payload(payload: bytes) -> bool:
-        asked.append(payload)
-        return not payload.startswith(b"bad")
-
-    h = Harness(is_valid_payload=is_valid_payload)
-    h.start_work()
-    h.propose(b"bad")
-    h.deliver_all()
-    assert asked and all(p.startswith(b"bad") for p in asked)
-    assert all(not h.commits[i] for i in range(h.n)), "a refused payload must not commit"
-    assert all(not r._prepared for r in h.replicas)
-    for i in range(h.n):
-        h.fire(i)
-    h.deliver_all()
-    assert all(r.view == 1 for r in h.replicas)
-    h.propose(b"good")
-    h.deliver_all()
-    for i in range(h.n):
-        payloads = [c.payload for c in h.commits[i]]
-        assert any(p.startswith(b"good") for p in payloads)
-        assert not any(p.startswith(b"bad") for p in payloads)
-
-
 @pytest.mark.parametrize("collect_votes", [True, False])
 def test_equivocating_pre_prepare_yields_evidence(collect_votes: bool) -> None:
     h = Harness(collect_votes=collect_votes)

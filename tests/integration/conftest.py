@@ -40,7 +40,6 @@ from node.testnet import get_client_seeds
 
 REPO = Path(__file__).resolve().parents[2]
 DMCHAIN = [sys.executable, "-m", "node.cli"]
-INTRUDER = Path(__file__).with_name("p2p_intruder.py")
 PORT_FIRST = 28000
 PORT_LAST = 29999
 MAX_CLUSTER_NODES = 20  # bases inside one 200-port block are 20 apart
@@ -226,25 +225,6 @@ class Cluster:
         return "\n".join(
             f"--- {n.config.name}\n{get_log_tail(n.log_path, 8)}" for n in self.nodes
         )
-
-
-def run_intruder(
-    cluster: Cluster, target: str, mode: str, home: str | None, *extra: str
-) -> str:
-    """Run p2p_intruder.py against ``target`` (as member ``home``, or a stranger if None)."""
-    config = cluster.node(target).config
-    genesis = cluster.home / "genesis.json"
-    member = next(
-        v for v in json.loads(genesis.read_text())["validators"] if v["name"] == target
-    )
-    identity = ["--stranger"] if home is None else ["--home", home]
-    proc = subprocess.run(
-        [sys.executable, str(INTRUDER), "--peer-id", member["peer_id"],
-         "--addr", f"/ip4/127.0.0.1/tcp/{config.p2p_port}", "--mode", mode, *identity, *extra],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
 
 
 def start_cluster(

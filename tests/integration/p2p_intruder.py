@@ -3,12 +3,10 @@
 Run as a script by the integration tests (in its own process, its own trio loop)::
 
     python p2p_intruder.py --peer-id ID --addr MULTIADDR (--home NODE_HOME | --stranger)
-        --mode junk|oversized|frames|proposal [--view V --seq S --tx HEX --chain-id C]
+        --mode junk|oversized|frames
 
 ``--home`` borrows a member's libp2p identity from its keys directory;
-``--stranger`` uses a fresh key that no genesis lists. ``proposal`` sends a
-PBFT pre-prepare for (V, S) carrying the raw transaction HEX, signed with the
-borrowed member's account key (it must lead view V). Prints one line
+``--stranger`` uses a fresh key that no genesis lists. Prints one line
 ``outcome=...`` and exits 0 whatever the node did (the test reads the node's
 log and status); exits 2 on bad arguments.
 """
@@ -26,29 +24,11 @@ from libp2p import new_host
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
-from consensus.crypto import compute_hash
-from consensus.messages import PrePrepare
-from consensus.votes import VoteKind, compute_vote
 from node.framing import encode_frames
 from node.keys import compute_identity_key_pair, load_node_keys
-from node.payload import compute_payload as compute_block_payload
 from node.transport import FRAMES_PROTOCOL
 
 WAIT_S = 20.0
-PROPOSAL_LINGER_S = 3.0
-CH_PBFT = 1
-
-
-def compute_proposal_frame(args: argparse.Namespace) -> bytes:
-    """Return a framed pre-prepare of ``args.tx`` signed with the borrowed account key."""
-    keys = load_node_keys(Path(args.home))
-    leader = keys.get_account_public_key()
-    payload = compute_block_payload(1, leader, [bytes.fromhex(args.tx)])
-    vote = compute_vote(
-        keys.account_seed, leader, args.chain_id, VoteKind.PBFT_PRE_PREPARE,
-        args.view, args.seq, compute_hash(payload),
-    )
-    return encode_frames([bytes([CH_PBFT]) + PrePrepare(vote, payload).to_bytes()])
 
 
 def compute_payload(mode: str) -> bytes:
@@ -79,12 +59,6 @@ async def process_intrusion(args: argparse.Namespace) -> str:
             with trio.fail_after(WAIT_S):
                 await host.connect(PeerInfo(target, [multiaddr.Multiaddr(args.addr)]))
                 stream = await host.new_stream(target, [FRAMES_PROTOCOL])
-                if args.mode == "proposal":
-                    await stream.write(compute_proposal_frame(args))
-                    with trio.move_on_after(PROPOSAL_LINGER_S):  # let the node read it
-                        while await stream.read(1024):
-                            pass
-                    return "outcome=sent"
                 await stream.write(compute_payload(args.mode))
                 while await stream.read(1024):
                     pass
@@ -103,16 +77,8 @@ def main() -> int:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--home")
     group.add_argument("--stranger", action="store_true")
-    parser.add_argument(
-        "--mode", choices=["junk", "oversized", "frames", "proposal"], required=True
-    )
-    parser.add_argument("--view", type=int, default=0)
-    parser.add_argument("--seq", type=int, default=1)
-    parser.add_argument("--tx", default="")
-    parser.add_argument("--chain-id", default="")
+    parser.add_argument("--mode", choices=["junk", "oversized", "frames"], required=True)
     args = parser.parse_args()
-    if args.mode == "proposal" and (args.stranger or not args.tx or not args.chain_id):
-        parser.error("--mode proposal needs --home, --tx and --chain-id")
     print(trio.run(process_intrusion, args), flush=True)
     return 0
 

@@ -1,6 +1,5 @@
-"""Faults with real node processes: the PBFT leader is killed under load, a
-leader proposes a forged transaction, and nodes whose data directory was
-deleted resync from their peers.
+"""Faults with real node processes: the PBFT leader is killed under load, and
+nodes whose data directory was deleted resync from their peers.
 """
 
 from __future__ import annotations
@@ -11,24 +10,17 @@ import signal
 import threading
 import time
 
-import pytest
 from conftest import (
-    CHAIN_ID,
-    RECEIVER,
     MakeCluster,
     check_same_chain,
     get_block_tx_hashes,
     get_senders,
-    run_intruder,
     send_transfers,
     submit_transfers,
     wait_converged,
     wait_for_level,
     wait_until,
 )
-
-from consensus.crypto import compute_hash
-from node.client import ClientError
 
 
 def test_leader_killed_under_load_view_changes_and_it_catches_up(make_cluster: MakeCluster) -> None:
@@ -129,48 +121,3 @@ def test_node_with_deleted_data_resyncs_pos_and_replica(make_cluster: MakeCluste
             f"{name} to learn the settled checkpoints",
             cluster=cluster,
         )
-
-
-def test_forged_transaction_in_a_proposal_is_refused_and_never_executes(
-    make_cluster: MakeCluster,
-) -> None:
-    # Nodes execute certified blocks without checking signatures, because replicas
-    # check them before they prepare: a leader's proposal with a forged transaction
-    # gets no vote, the leader is replaced, and the transaction never executes.
-    cluster = make_cluster(pbft=4, pos=1)
-    names = cluster.names
-    replicas = names[:4]
-    status = cluster.get_status(replicas[0])
-    leader, view, height = status["leader"], status["view"], status["height"]
-    target = next(n for n in replicas if n != leader)
-    signer = cluster.get_signers(1, first=len(names))[0]
-    raw = signer.sign_transfer(RECEIVER, 1)
-    forged = raw[:-1] + bytes([raw[-1] ^ 1])  # the signature no longer verifies
-    forged_hash = compute_hash(forged)
-
-    # The forger holds the leader's keys: the real leader is stopped first.
-    cluster.stop(leader)
-    live = [n for n in names if n != leader]
-    before = cluster.get_log(target)
-    out = run_intruder(
-        cluster, target, "proposal", str(cluster.node(leader).config.home),
-        "--view", str(view), "--seq", str(height + 1), "--tx", forged.hex(),
-        "--chain-id", CHAIN_ID,
-    )
-    assert "outcome=sent" in out, out
-    wait_until(
-        lambda: "event=proposal_refused reason=bad_signature"
-        in cluster.get_log(target)[len(before) :],
-        "the replica to refuse the forged proposal",
-        cluster=cluster,
-    )
-    valid = submit_transfers(cluster, live, 3, first_client=len(names) + 1)
-    wait_for_level(cluster, live, valid, "confirmed")
-    assert cluster.get_status(target)["view"] > view  # the forger was replaced
-    top = wait_converged(cluster, live)
-    for name in live:
-        assert forged_hash not in get_block_tx_hashes(cluster, name, top), name
-        assert "Traceback" not in cluster.get_log(name), name
-    with pytest.raises(ClientError) as refused:
-        cluster.client(target).get_tx(forged_hash)
-    assert refused.value.code == "unknown_tx"

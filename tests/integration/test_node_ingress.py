@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,7 +20,6 @@ from conftest import (
     RECEIVER,
     REPO,
     Cluster,
-    run_intruder,
     start_cluster,
     wait_for_level,
     wait_until,
@@ -29,6 +29,7 @@ from ledger.tx import TxKind, compute_signed_tx
 from node.client import Signer
 from node.testnet import get_client_seeds
 
+INTRUDER = Path(__file__).with_name("p2p_intruder.py")
 TARGET = "node00"
 _next_client = iter(range(1, 32))
 
@@ -174,6 +175,22 @@ def test_batch_status_answers_each_hash_in_order(cluster: Cluster) -> None:
     assert response.status_code == 400 and response.json()["error"] == "malformed_body"
 
 
+def _run_intruder(cluster: Cluster, target: str, mode: str, home: str | None) -> str:
+    config = cluster.node(target).config
+    genesis = cluster.home / "genesis.json"
+    member = next(
+        v for v in json.loads(genesis.read_text())["validators"] if v["name"] == target
+    )
+    identity = ["--stranger"] if home is None else ["--home", home]
+    proc = subprocess.run(
+        [sys.executable, str(INTRUDER), "--peer-id", member["peer_id"],
+         "--addr", f"/ip4/127.0.0.1/tcp/{config.p2p_port}", "--mode", mode, *identity],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
 def test_garbage_from_a_member_is_logged_and_dropped(cluster: Cluster) -> None:
     # Member node05's identity is borrowed, so node05 is stopped first (one connection
     # per peer); the garbage goes to a replica and to a PoS validator.
@@ -183,7 +200,7 @@ def test_garbage_from_a_member_is_logged_and_dropped(cluster: Cluster) -> None:
         home = str(cluster.node(borrowed).config.home)
         for target in ("node00", "node04"):
             before = cluster.get_log(target)
-            run_intruder(cluster, target, "junk", home)
+            _run_intruder(cluster, target, "junk", home)
             wait_until(
                 lambda: cluster.get_log(target).count("event=bad_frame")  # noqa: B023
                 >= before.count("event=bad_frame") + 5,  # noqa: B023
@@ -191,7 +208,7 @@ def test_garbage_from_a_member_is_logged_and_dropped(cluster: Cluster) -> None:
                 timeout=60,
             )
             mid = cluster.get_log(target)
-            out = run_intruder(cluster, target, "oversized", home)
+            out = _run_intruder(cluster, target, "oversized", home)
             assert "outcome=closed" in out or "outcome=eof" in out, out
             wait_until(
                 lambda: cluster.get_log(target).count("event=bad_frame")  # noqa: B023
@@ -210,7 +227,7 @@ def test_garbage_from_a_member_is_logged_and_dropped(cluster: Cluster) -> None:
 
 def test_unknown_peer_is_rejected_and_logged(cluster: Cluster) -> None:
     before = cluster.get_log(TARGET)
-    out = run_intruder(cluster, TARGET, "frames", None)
+    out = _run_intruder(cluster, TARGET, "frames", None)
     stranger = out.split("peer_id=", 1)[1].split()[0]
     wait_until(
         lambda: f"event=peer_rejected peer_id={stranger}" in cluster.get_log(TARGET),
