@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.148, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class CounterSnapshotCollector(Collector):
+    """Exposes a dict of monotonically increasing counters, read at each scrape, as
+    one counter family with a ``counter`` label (``NAME_total{counter="..."}``)."""
+
+    def __init__(self, name: str, documentation: str, read: Callable[[], dict[str, int]]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._read = read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        """Yield the family with every counter the reader returns, in name order."""
+        family = CounterMetricFamily(self._name, self._documentation, labels=["counter"])
+        for counter, value in sorted(self._read().items()):
+            family.add_metric([counter], value)
+        yield family
 
 
 class NodeMetrics:
@@ -58,6 +79,12 @@ class NodeMetrics:
             registry=r,
         )
         self.node_name = node_name
+
+    def register_transport(self, read: Callable[[], dict[str, int]]) -> None:
+        """Expose the transport's counters (frames, bytes, writes, reads, drops, ...) as
+        ``dmchain_transport_total{counter=NAME}``; ``read`` is called at each scrape."""
+        documentation = "Transport counters: frames and bytes in/out, writes, reads, drops, peers"
+        self.registry.register(CounterSnapshotCollector("dmchain_transport", documentation, read))
 
     def observe_block(self, height: int, txs: int, seconds: float) -> None:
         """Record one executed block."""

@@ -307,6 +307,7 @@ class Node:
                 max_queue_bytes=max(64 * 1024 * 1024, limits.max_frame_bytes),
             ),
         )
+        self.metrics.register_transport(self.transport.metrics.as_dict)
         self.started_ms = int(time.time() * 1000)
         self._http_ready = False
 
