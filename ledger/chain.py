@@ -142,8 +142,12 @@ class Ledger:
 
     def get_block(self, height: int) -> Block | None:
         """Return the committed block at ``height`` or None."""
-        raw = self.store.get(schema.block_key(height))
+        raw = self.get_block_bytes(height)
         return None if raw is None else decode_block(raw)
+
+    def get_block_bytes(self, height: int) -> bytes | None:
+        """Return the stored encoding of the committed block at ``height`` or None."""
+        return self.store.get(schema.block_key(height))
 
     def get_height_of(self, block_hash: bytes) -> int | None:
         """Return the height of the committed block with ``block_hash`` or None."""

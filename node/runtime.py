@@ -75,6 +75,11 @@ from ledger.records import (
 from ledger.store import LevelDBStore
 from ledger.tx import TxKind, compute_signed_tx, decode_tx, get_tx_error, is_valid_tx_signature
 from node.blobstore import BlobStore
+from node.certificate_record import (
+    compute_certificate_record,
+    get_record_certificate,
+    get_record_payload,
+)
 from node.config import NodeConfig
 from node.forwarding import ForwardLog
 from node.http_api import TxRejectedError, create_app, serve_http
@@ -168,15 +173,6 @@ PBFT_MAX_TIMEOUT_MS = 16_000
 
 class NodeError(RuntimeError):
     """The node cannot start: bad genesis, keys not in genesis, unusable data dir."""
-
-
-def _encode_stored_certificate(qc: QuorumCertificate, payload: bytes) -> bytes:
-    return codec.encode([qc.to_wire(), payload])
-
-
-def _decode_stored_certificate(raw: bytes) -> tuple[QuorumCertificate, bytes]:
-    value = codec.decode(raw)
-    return QuorumCertificate.from_wire(value[0]), bytes(value[1])
 
 
 class Node:
@@ -689,7 +685,8 @@ class Node:
             timestamp_ms=decoded.timestamp_ms,
         )
         new_state, receipts = apply_block(state, block, verified=True)
-        self.ledger.commit(new_state, block, receipts, _encode_stored_certificate(qc, payload))
+        record = compute_certificate_record(qc, payload, block)
+        self.ledger.commit(new_state, block, receipts, record)
         block_hash = block.block_hash()
         if block.txs:
             self._last_tx_height = max(self._last_tx_height, height)
@@ -819,10 +816,12 @@ class Node:
         blocks: list[tuple[int, bytes, QuorumCertificate]] = []
         for height in range(start, end + 1):
             stored = self.ledger.get_certificate(height)
-            if stored is None:
+            block_bytes = self.ledger.get_block_bytes(height)
+            if stored is None or block_bytes is None:
                 break
-            qc, payload = _decode_stored_certificate(stored)
-            budget -= len(stored) + 64
+            qc = get_record_certificate(stored)
+            payload = get_record_payload(stored, block_bytes)
+            budget -= len(stored) + len(payload) + 64
             if blocks and budget < 0:
                 break
             blocks.append((height, payload, qc))
@@ -1019,7 +1018,7 @@ class Node:
                 )
                 continue
             if self.pbft is not None:
-                qc, _payload = _decode_stored_certificate(stored)
+                qc = get_record_certificate(stored)
                 event = CheckpointSettled(settled_height, qc.digest)
                 self._execute_actions("pbft", self.pbft.step(event))
         while len(self._settled_unmapped) > MAX_PENDING_BLOCKS:
@@ -1176,7 +1175,7 @@ class Node:
             "txs": [tx.tx_hash.hex() for tx in block.txs],
         }
         if stored is not None:
-            qc, _payload = _decode_stored_certificate(stored)
+            qc = get_record_certificate(stored)
             doc["certificate"] = {
                 "view": qc.view,
                 "seq": qc.seq,

@@ -1,0 +1,135 @@
+"""Certificate records: the payload is stored only where the block cannot rebuild it."""
+
+from __future__ import annotations
+
+import pytest
+
+from consensus import codec
+from consensus.certificate import QuorumCertificate, compute_certificate
+from consensus.crypto import compute_hash, compute_public_key
+from consensus.crypto import compute_seed_from_label as seed_of
+from consensus.votes import VoteKind, compute_vote
+from ledger.block import Block, compute_block
+from ledger.tx import TxKind, compute_signed_tx, is_valid_tx_signature
+from node.certificate_record import (
+    CertificateRecordError,
+    compute_certificate_record,
+    get_record_certificate,
+    get_record_payload,
+)
+from node.payload import compute_payload, compute_payload_txs, decode_payload
+
+CHAIN = "record-test"
+SEEDS = [seed_of(f"record-{i}") for i in range(7)]
+PROPOSER = compute_public_key(SEEDS[0])
+
+
+def _raw_transfer(i: int) -> bytes:
+    return compute_signed_tx(SEEDS[i % 7], CHAIN, TxKind.TRANSFER, i, [PROPOSER, 1 + i])
+
+
+def _certify(payload: bytes, seq: int = 9) -> QuorumCertificate:
+    digest = compute_hash(payload)
+    votes = [
+        compute_vote(s, compute_public_key(s), CHAIN, VoteKind.PBFT_COMMIT, 1, seq, digest)
+        for s in SEEDS
+    ]
+    return compute_certificate(1, seq, digest, votes)
+
+
+def _execute(payload: bytes) -> Block:
+    """Derive the ledger block from a payload the way a node executes it."""
+    decoded = decode_payload(payload)
+    txs = [tx for tx in compute_payload_txs(decoded) if is_valid_tx_signature(tx)]
+    return compute_block(
+        CHAIN,
+        9,
+        b"\x01" * 32,
+        b"\x02" * 32,
+        0,
+        txs,
+        proposer=decoded.proposer,
+        timestamp_ms=decoded.timestamp_ms,
+    )
+
+
+def test_record_of_a_rebuildable_payload_holds_only_the_certificate() -> None:
+    payload = compute_payload(1_700_000_000_123, PROPOSER, [_raw_transfer(i) for i in range(5)])
+    qc = _certify(payload)
+    block = _execute(payload)
+    record = compute_certificate_record(qc, payload, block)
+    assert len(codec.decode(record)) == 1
+    assert len(record) < len(codec.encode([qc.to_wire(), payload]))
+    assert get_record_certificate(record) == qc
+    rebuilt = get_record_payload(record, block.encode())
+    assert rebuilt == payload
+    assert compute_hash(rebuilt) == qc.digest
+
+
+def _bad_signature(raw: bytes) -> bytes:
+    return raw[:-1] + bytes([raw[-1] ^ 1])
+
+
+@pytest.mark.parametrize(
+    "raws",
+    [
+        pytest.param([_raw_transfer(1), _bad_signature(_raw_transfer(2))], id="bad-signature"),
+        pytest.param([_raw_transfer(1), _raw_transfer(1)], id="duplicate"),
+        pytest.param([_raw_transfer(1), b"\x00not a transaction"], id="undecodable"),
+    ],
+)
+def test_payload_the_block_does_not_rebuild_is_kept_whole(raws: list[bytes]) -> None:
+    payload = compute_payload(5, PROPOSER, raws)
+    qc = _certify(payload)
+    block = _execute(payload)
+    assert len(block.txs) == 1  # execution dropped one transaction
+    record = compute_certificate_record(qc, payload, block)
+    assert len(codec.decode(record)) == 2
+    assert get_record_payload(record, block.encode()) == payload
+    assert get_record_certificate(record) == qc
+
+
+def test_null_block_keeps_its_empty_payload() -> None:
+    qc = _certify(b"")
+    block = _execute(b"")
+    record = compute_certificate_record(qc, b"", block)
+    assert get_record_payload(record, block.encode()) == b""
+
+
+def test_records_that_carry_the_payload_still_read() -> None:
+    payload = compute_payload(7, PROPOSER, [_raw_transfer(3)])
+    qc = _certify(payload)
+    record = codec.encode([qc.to_wire(), payload])
+    assert get_record_certificate(record) == qc
+    assert get_record_payload(record, b"unused when the record holds the payload") == payload
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        b"\xff\xff garbage",
+        codec.encode([]),
+        codec.encode([1, 2, 3]),
+        codec.encode(["qc", 5]),
+    ],
+)
+def test_malformed_records_raise(record: bytes) -> None:
+    with pytest.raises(ValueError):
+        get_record_certificate(record)
+    with pytest.raises(ValueError):
+        get_record_payload(record, b"")
+
+
+@pytest.mark.parametrize(
+    "block_bytes",
+    [
+        b"\xff garbage",
+        codec.encode([1]),
+        codec.encode([["header"], [b"tx"]]),
+        codec.encode([[], [1]]),
+    ],
+)
+def test_malformed_stored_block_raises_record_error(block_bytes: bytes) -> None:
+    record = codec.encode([_certify(b"x").to_wire()])
+    with pytest.raises(CertificateRecordError):
+        get_record_payload(record, block_bytes)
