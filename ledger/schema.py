@@ -11,6 +11,10 @@ Keys are ``prefix byte || fixed-width fields``. Two families share the store:
   receipts by transaction hash, certificates by height, and the head pointer.
   They are written beside the state in the same atomic batch but are not part
   of the state digest.
+* **node records** (``N``): the node's consensus records (PBFT and PoS state
+  machines' persisted votes and progress), kept in the same store so that
+  they become durable in the same synced batches as the ledger. Never part
+  of the state digest or of anything a block or query returns.
 
 Heights and sequence numbers are 8-byte big-endian so prefix iteration is in
 numeric order.
@@ -71,6 +75,7 @@ BLOCK_HASH = b"H"
 RECEIPT = b"R"
 CERTIFICATE = b"C"
 HEAD = b"Z"
+NODE_RECORD = b"N"
 
 PARAMS_KEY = META + b"params"
 SUPPLY_KEY = META + b"supply"
@@ -79,6 +84,11 @@ GOVERNANCE_KEY = META + b"governance"
 ORACLE_KEY = META + b"oracle"
 AUDIT_SEQ_KEY = META + b"auditseq"
 HEAD_KEY = HEAD + b"head"
+
+
+def node_record_key(name: str) -> bytes:
+    """Key of a consensus record of the node's own state machines (``pbft/...``, ``pos/...``)."""
+    return NODE_RECORD + name.encode()
 
 
 def _u64(n: int) -> bytes:

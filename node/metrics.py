@@ -47,7 +47,9 @@ class NodeMetrics:
         self.committed_txs = Counter("dmchain_committed_txs", "Committed transactions", registry=r)
         self.committed_blocks = Counter("dmchain_committed_blocks", "Committed blocks", registry=r)
         self.persist_writes = Counter(
-            "dmchain_persist_writes", "Synced writes of consensus records", registry=r
+            "dmchain_persist_writes",
+            "Synced group commits (ledger batches and consensus records together)",
+            registry=r,
         )
         self.txs_submitted = Counter(
             "dmchain_txs_submitted", "Transactions admitted at this node", registry=r

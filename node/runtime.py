@@ -59,7 +59,7 @@ from consensus.events import (
 from consensus.messages import CommittedBlock, FetchResponse, SettledNotice
 from consensus.pbft import PbftConfig, PbftReplica
 from consensus.pos import PosConfig, PosValidator
-from ledger import queries
+from ledger import queries, schema
 from ledger.apply import apply_block
 from ledger.block import compute_block
 from ledger.chain import Ledger
@@ -82,6 +82,7 @@ from node.certificate_record import (
 )
 from node.config import NodeConfig
 from node.forwarding import ForwardLog
+from node.group_store import GroupCommitStore, migrate_consensus_dir
 from node.http_api import TxRejectedError, create_app, serve_http
 from node.inbox import Inbox, InboxEntry
 from node.jobs_doc import get_executor_doc, get_job_doc
@@ -216,12 +217,20 @@ class Node:
         data = config.data_path
         data.mkdir(parents=True, exist_ok=True)
         try:
-            self.store = LevelDBStore(str(data / "ledger"))
-            self.consensus_db = LevelDBStore(str(data / "consensus"), sync=True)
+            # The ledger and the consensus records share one store and one
+            # fsync per flush (node/group_store.py).
+            self.store = GroupCommitStore(LevelDBStore(str(data / "ledger")))
+            migrated = migrate_consensus_dir(data / "consensus", self.store, schema.NODE_RECORD)
         except plyvel.Error as exc:
             raise NodeError(f"cannot open the data directory {data}: {exc}") from exc
+        if migrated:
+            logger.info("event=consensus_records_migrated records=%d", migrated)
         self.ledger = Ledger(self.store, self.genesis)
-        restored = {k.decode(): v for k, v in self.consensus_db.iterate(b"")}
+        self.store.flush()  # genesis, on a new data directory
+        restored = {
+            k[len(schema.NODE_RECORD) :].decode(): v
+            for k, v in self.store.iterate(schema.NODE_RECORD)
+        }
 
         self.pbft: PbftReplica | None = None
         if self.is_replica:
@@ -266,8 +275,8 @@ class Node:
         self.max_body_bytes = limits.http_max_body_bytes
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._pending_blocks: dict[int, tuple[bytes, QuorumCertificate]] = {}
-        self._persist_pending: dict[bytes, bytes | None] = {}
-        self._persist_lock = trio.Lock()
+        self._flush_lock = trio.Lock()
+        self._flush_wanted = trio.Event()
         self._tick_wake = trio.Event()
         self._activity = True
         self._requested_seqs: list[int] = []
@@ -296,7 +305,7 @@ class Node:
             f"/ip4/{config.listen_host}/tcp/{config.p2p_port}",
             members,
             self._on_frames,
-            before_write=self._flush_persist_before_write,
+            before_write=self._flush_store,
             limits=TransportLimits(
                 max_frame_size=limits.max_frame_bytes,
                 max_queue_frames=limits.peer_queue_frames,
@@ -325,6 +334,7 @@ class Node:
                 nursery.start_soon(run_supervised, "inbox", self._inbox_loop)
                 nursery.start_soon(run_supervised, "tick", self._tick_loop)
                 nursery.start_soon(run_supervised, "sync", self._sync_loop)
+                nursery.start_soon(run_supervised, "flush", self._flush_loop)
                 app = create_app(self)
                 await nursery.start(serve_http, app, self.config.http_host, self.config.http_port)
                 self._http_ready = True
@@ -337,11 +347,10 @@ class Node:
             logger.info("event=node_stopped name=%s height=%d", self.name, self.ledger.state.height)
 
     def close(self) -> None:
-        """Close the stores (idempotent)."""
-        if not self.consensus_db.is_closed():
-            self._flush_persist()
-            self.consensus_db.close()
-        self.store.close()
+        """Make every pending write durable and close the store (idempotent)."""
+        if not self.store.is_closed():
+            self.store.close()
+            self.metrics.persist_writes.inc()
 
     async def _watch_signals(self, scope: trio.CancelScope) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -384,6 +393,8 @@ class Node:
             # A leader whose block just committed proposes the next one now,
             # not at the next tick.
             self._answer_proposals()
+            if self.store.is_over_limit():
+                await self._flush_store()  # back-pressure: the disk fell behind
             await trio.lowlevel.checkpoint()
 
     def _process_frame(self, sender: str, frame: bytes) -> None:
@@ -687,6 +698,7 @@ class Node:
         new_state, receipts = apply_block(state, block, verified=True)
         record = compute_certificate_record(qc, payload, block)
         self.ledger.commit(new_state, block, receipts, record)
+        self._flush_wanted.set()
         block_hash = block.block_hash()
         if block.txs:
             self._last_tx_height = max(self._last_tx_height, height)
@@ -877,7 +889,7 @@ class Node:
     def _execute_actions(self, machine: str, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Persist):
-                self._persist_pending[action.key.encode()] = action.value
+                self.store.write({schema.node_record_key(action.key): action.value})
             else:
                 self._execute_action(machine, action)
         if machine == "pbft":
@@ -908,31 +920,33 @@ class Node:
                 "event=view_entered view=%d leader=%s executed=%d", view, leader, self.pbft.executed
             )
 
-    async def _flush_persist_before_write(self) -> None:
-        """Make every pending consensus record durable in one synced batch (group commit).
+    async def _flush_store(self) -> None:
+        """Make every pending write durable in one synced batch (group commit).
 
-        The transport awaits this before it writes any frame, so no message
-        leaves the node before the records its state machines persisted with or
-        before it are on disk. The synced write runs in a worker thread (plyvel
-        releases the GIL), so the node goes on processing frames while the disk
-        syncs: on the 18-node bench, replicas had spent a third of their time
-        blocked here. One flush at a time, in order: a writer that finds a flush
-        under way waits for it, then flushes what was produced meanwhile.
+        Pending writes are the ledger batches of executed blocks and the
+        consensus records the state machines persisted. The transport awaits
+        this before it writes any frame, so no message leaves the node before
+        the records (and ledger batches) produced with or before it are on
+        disk; the flush loop runs it after every executed block. The synced
+        write runs in a worker thread (plyvel releases the GIL), so the node
+        goes on processing frames while the disk syncs. One flush at a time,
+        in order: a writer that finds a flush under way waits for it, then
+        flushes what was produced meanwhile.
         """
-        async with self._persist_lock:
-            if not self._persist_pending:
+        async with self._flush_lock:
+            if not self.store.has_pending():
                 return
-            pending, self._persist_pending = self._persist_pending, {}
-            await trio.to_thread.run_sync(self.consensus_db.write, pending)
+            batch, seq = self.store.take_pending()
+            await trio.to_thread.run_sync(self.store.write_durable, batch)
+            self.store.mark_durable(seq)
             self.metrics.persist_writes.inc()
 
-    def _flush_persist(self) -> None:
-        """Write every pending consensus record now, in one synced batch (on close)."""
-        if not self._persist_pending:
-            return
-        pending, self._persist_pending = self._persist_pending, {}
-        self.consensus_db.write(pending)
-        self.metrics.persist_writes.inc()
+    async def _flush_loop(self) -> None:
+        """Flush soon after each executed block, also when no frame is due to leave."""
+        while True:
+            await self._flush_wanted.wait()
+            self._flush_wanted = trio.Event()
+            await self._flush_store()
 
     def _execute_action(self, machine: str, action: Action) -> None:
         channel = CH_PBFT if machine == "pbft" else CH_POS

@@ -1,0 +1,190 @@
+"""Group commit: the node's ledger batches and consensus records share one fsync.
+
+A node makes two kinds of writes: the ledger's batch per executed block and
+the consensus records its state machines persist (signed votes, prepared
+proofs, progress). Consensus records must be durable before any frame that
+depends on them leaves the node; the ledger batch must be durable no later
+than the consensus records that say the block was executed. Writing each
+block's ledger batch synced on the event loop, and the consensus records in
+a second synced write, cost two fsyncs per block per node, one of them with
+the whole node blocked.
+
+:class:`GroupCommitStore` keeps both in one LevelDB store. ``write`` (the
+:class:`ledger.store.KVStore` interface the ledger uses) only records the
+batch as *pending*; reads see pending writes at once. The node later makes
+everything pending durable in ONE synced LevelDB batch: ``take_pending`` on
+the event loop, ``write_durable`` in a worker thread (plyvel releases the
+GIL), ``mark_durable`` back on the event loop. Because every flush takes all
+that is pending, in order, as one atomic batch, the store on disk is always
+the state at some flush point: a crash loses at most the writes made since
+the last flush, the ledger and the consensus records together, never the
+one without the other.
+
+Threading contract: every method except ``write_durable`` runs on the thread
+that owns the store (the node's event loop); ``write_durable`` touches only
+the LevelDB handle and the batch it is given, which nothing else changes. At
+most one batch is being made durable at a time (the caller serialises
+flushes), so batches reach the disk in the order they were taken.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from consensus.invariant import require
+from ledger.store import LevelDBStore
+
+# Pending bytes (keys and values not yet taken by a flush) above which the
+# node stops executing blocks until a flush catches up (``is_over_limit``).
+# A flush normally follows every block, so this bounds a stalled disk.
+DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024
+
+
+class GroupCommitStore:
+    """A LevelDB store whose writes become durable in group commits (see module doc)."""
+
+    def __init__(
+        self, store: LevelDBStore, max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
+    ) -> None:
+        require(max_pending_bytes > 0, "max_pending_bytes must be positive")
+        self._store = store
+        self._max_pending_bytes = max_pending_bytes
+        # Every write not yet durable: key -> (value or None for a delete, seq).
+        self._overlay: dict[bytes, tuple[bytes | None, int]] = {}
+        # Writes not yet taken by a flush, in order (later writes replace earlier).
+        self._unflushed: dict[bytes, bytes | None] = {}
+        self._unflushed_bytes = 0
+        self._seq = 0
+        self._durable_seq = 0
+
+    # ------------------------------------------------------------ KVStore API
+
+    def get(self, key: bytes) -> bytes | None:
+        """Return the newest value of ``key``, pending or durable, or None."""
+        entry = self._overlay.get(key)
+        if entry is not None:
+            return entry[0]
+        return self._store.get(key)
+
+    def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Yield ``(key, value)`` under ``prefix`` in key order, pending writes included."""
+        pending = sorted(
+            (key, entry[0]) for key, entry in self._overlay.items() if key.startswith(prefix)
+        )
+        if not pending:
+            yield from self._store.iterate(prefix)
+            return
+        i = 0
+        for key, value in self._store.iterate(prefix):
+            # Pending keys before this one first; a pending write of this key wins.
+            while i < len(pending) and pending[i][0] <= key:
+                pending_key, pending_value = pending[i]
+                i += 1
+                if pending_value is not None:
+                    yield pending_key, pending_value
+                if pending_key == key:
+                    break
+            else:
+                yield key, value
+        for pending_key, pending_value in pending[i:]:
+            if pending_value is not None:
+                yield pending_key, pending_value
+
+    def write(self, batch: Mapping[bytes, bytes | None]) -> None:
+        """Record ``batch`` as pending: visible to reads now, durable at the next flush.
+
+        Atomicity is kept: a flush writes whole batches, never part of one.
+        """
+        self._seq += 1
+        seq = self._seq
+        for key, value in batch.items():
+            value = None if value is None else bytes(value)
+            self._overlay[key] = (value, seq)
+            self._unflushed[key] = value
+            self._unflushed_bytes += len(key) + (0 if value is None else len(value))
+
+    def close(self) -> None:
+        """Make everything pending durable, then close the LevelDB store (idempotent)."""
+        if not self._store.is_closed():
+            self.flush()
+            self._store.close()
+
+    def is_closed(self) -> bool:
+        """Return True once :meth:`close` has run."""
+        return self._store.is_closed()
+
+    # ------------------------------------------------------------ group commit
+
+    def has_pending(self) -> bool:
+        """Return True iff some write has not been taken by a flush yet."""
+        return bool(self._unflushed)
+
+    def is_over_limit(self) -> bool:
+        """Return True iff the writes not yet taken exceed the pending-bytes bound."""
+        return self._unflushed_bytes > self._max_pending_bytes
+
+    def get_pending_bytes(self) -> int:
+        """Return the bytes (keys and values) written but not yet taken by a flush."""
+        return self._unflushed_bytes
+
+    def take_pending(self) -> tuple[dict[bytes, bytes | None], int]:
+        """Return every write not yet taken, as one batch, and the seq it covers.
+
+        The caller must make the batch durable (:meth:`write_durable`) before it
+        takes the next one, then call :meth:`mark_durable` with the seq.
+        """
+        batch, self._unflushed = self._unflushed, {}
+        self._unflushed_bytes = 0
+        return batch, self._seq
+
+    def write_durable(self, batch: Mapping[bytes, bytes | None]) -> None:
+        """Write ``batch`` as one synced LevelDB batch (safe in a worker thread)."""
+        self._store.write(batch)
+
+    def mark_durable(self, seq: int) -> None:
+        """Forget the pending copies of writes up to ``seq``: the store now holds them."""
+        if seq <= self._durable_seq:
+            return
+        self._durable_seq = seq
+        done = [key for key, entry in self._overlay.items() if entry[1] <= seq]
+        for key in done:
+            del self._overlay[key]
+
+    def flush(self) -> None:
+        """Make every pending write durable now, on the calling thread."""
+        if not self._unflushed:
+            return
+        batch, seq = self.take_pending()
+        self.write_durable(batch)
+        self.mark_durable(seq)
+
+
+def migrate_consensus_dir(old: Path, store: GroupCommitStore, prefix: bytes) -> int:
+    """Move the records of a separate consensus LevelDB into ``store`` under ``prefix``.
+
+    Nodes used to keep their consensus records in ``data/consensus``; they now
+    live in the ledger's store. Returns how many records moved (0 when there is
+    no such directory). Safe to repeat after a crash at any point: the records
+    are durable in ``store`` before the old directory is renamed away, and it is
+    deleted only after the rename.
+    """
+    retired = old.with_name(old.name + ".migrated")
+    moved = 0
+    if old.is_dir():
+        legacy = LevelDBStore(str(old))
+        try:
+            records: dict[bytes, bytes | None] = {prefix + k: v for k, v in legacy.iterate(b"")}
+        finally:
+            legacy.close()
+        if records:
+            store.write(records)
+            store.flush()
+        moved = len(records)
+        if retired.exists():
+            shutil.rmtree(retired)
+        old.rename(retired)
+    if retired.exists():
+        shutil.rmtree(retired)
+    return moved

@@ -1,0 +1,161 @@
+"""GroupCommitStore: pending writes are readable at once and reach disk whole, in order."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from ledger.store import LevelDBStore
+from node.group_store import GroupCommitStore, migrate_consensus_dir
+
+
+def _open(path: Path, **kwargs: int) -> tuple[GroupCommitStore, LevelDBStore]:
+    db = LevelDBStore(str(path))
+    return GroupCommitStore(db, **kwargs), db
+
+
+def _durable(path: Path) -> dict[bytes, bytes]:
+    db = LevelDBStore(str(path))
+    try:
+        return dict(db.iterate(b""))
+    finally:
+        db.close()
+
+
+def test_reads_see_pending_writes_and_deletes_before_any_flush(tmp_path: Path) -> None:
+    store, db = _open(tmp_path / "db")
+    store.write({b"a1": b"x", b"a2": b"y", b"b1": b"z"})
+    store.flush()
+    store.write({b"a1": b"x2", b"a2": None, b"a3": b"w"})
+    assert store.get(b"a1") == b"x2"
+    assert store.get(b"a2") is None
+    assert store.get(b"a3") == b"w"
+    assert store.get(b"b1") == b"z"
+    assert list(store.iterate(b"a")) == [(b"a1", b"x2"), (b"a3", b"w")]
+    # Nothing of the second batch is on disk yet.
+    assert db.get(b"a1") == b"x" and db.get(b"a2") == b"y" and db.get(b"a3") is None
+    store.close()
+
+
+def test_a_random_history_reads_like_a_dict_and_disk_holds_the_last_flush(
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(7)
+    path = tmp_path / "db"
+    store, db = _open(path)
+    model: dict[bytes, bytes] = {}
+    at_last_flush: dict[bytes, bytes] = {}
+    in_flight: tuple[dict[bytes, bytes | None], int, dict[bytes, bytes]] | None = None
+    keys = [bytes([p]) + bytes([i]) for p in b"abc" for i in range(12)]
+    for _ in range(600):
+        roll = rng.random()
+        if roll < 0.6:
+            batch: dict[bytes, bytes | None] = {}
+            for key in rng.sample(keys, rng.randint(1, 5)):
+                batch[key] = None if rng.random() < 0.25 else rng.randbytes(rng.randint(0, 9))
+            store.write(batch)
+            for key, value in batch.items():
+                if value is None:
+                    model.pop(key, None)
+                else:
+                    model[key] = value
+        elif roll < 0.75 and in_flight is None:
+            # A flush taken but not finished: reads must still see everything.
+            taken, seq = store.take_pending()
+            in_flight = (taken, seq, dict(model))
+        elif roll < 0.9 and in_flight is not None:
+            taken, seq, snapshot = in_flight
+            store.write_durable(taken)
+            store.mark_durable(seq)
+            at_last_flush, in_flight = snapshot, None
+        elif in_flight is None:
+            store.flush()
+            at_last_flush = dict(model)
+        for key in rng.sample(keys, 6):
+            assert store.get(key) == model.get(key)
+        prefix = rng.choice([b"", b"a", b"b", b"c", b"a1", b"z"])
+        expected = sorted((k, v) for k, v in model.items() if k.startswith(prefix))
+        assert list(store.iterate(prefix)) == expected
+    if in_flight is not None:
+        store.write_durable(in_flight[0])
+        store.mark_durable(in_flight[1])
+        at_last_flush = in_flight[2]
+    db.close()  # a crash: what was not flushed is lost, whole batches only
+    assert _durable(path) == at_last_flush
+
+
+def test_close_makes_every_pending_write_durable(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    store, _ = _open(path)
+    store.write({b"k": b"v"})
+    store.write({b"k": b"v2", b"j": b"w"})
+    store.close()
+    store.close()  # idempotent
+    assert _durable(path) == {b"k": b"v2", b"j": b"w"}
+
+
+def test_the_pending_bound_counts_only_what_no_flush_has_taken(tmp_path: Path) -> None:
+    store, _ = _open(tmp_path / "db", max_pending_bytes=100)
+    store.write({b"k1": bytes(60)})
+    assert not store.is_over_limit()
+    store.write({b"k2": bytes(60)})
+    assert store.is_over_limit() and store.get_pending_bytes() == 124
+    batch, _seq = store.take_pending()
+    assert len(batch) == 2 and not store.is_over_limit() and not store.has_pending()
+    assert store.get(b"k2") == bytes(60)  # still readable while the flush runs
+    store.close()
+
+
+def test_a_write_after_a_flush_was_taken_survives_that_flush_finishing(tmp_path: Path) -> None:
+    store, db = _open(tmp_path / "db")
+    store.write({b"k": b"old"})
+    batch, seq = store.take_pending()
+    store.write({b"k": b"new"})
+    store.write_durable(batch)
+    store.mark_durable(seq)
+    assert store.get(b"k") == b"new"  # the newer pending value, not the disk's
+    assert db.get(b"k") == b"old"
+    store.flush()
+    assert db.get(b"k") == b"new"
+    store.close()
+
+
+def _legacy(path: Path, records: dict[bytes, bytes]) -> None:
+    db = LevelDBStore(str(path))
+    db.write(dict(records))
+    db.close()
+
+
+def test_consensus_records_of_the_old_layout_move_into_the_store(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    _legacy(data / "consensus", {b"pbft/view": b"\x01", b"pos/state": b"\x02"})
+    store, _ = _open(data / "ledger")
+    assert migrate_consensus_dir(data / "consensus", store, b"N") == 2
+    assert not (data / "consensus").exists() and not (data / "consensus.migrated").exists()
+    assert list(store.iterate(b"N")) == [(b"Npbft/view", b"\x01"), (b"Npos/state", b"\x02")]
+    assert migrate_consensus_dir(data / "consensus", store, b"N") == 0
+    store.close()
+    assert _durable(data / "ledger") == {b"Npbft/view": b"\x01", b"Npos/state": b"\x02"}
+
+
+def test_a_migration_cut_short_after_the_rename_finishes_on_the_next_start(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    _legacy(data / "consensus.migrated", {b"pbft/view": b"\x01"})
+    store, _ = _open(data / "ledger")
+    assert migrate_consensus_dir(data / "consensus", store, b"N") == 0
+    assert not (data / "consensus.migrated").exists()
+    store.close()
+
+
+@pytest.mark.parametrize("max_pending_bytes", [0, -1])
+def test_a_bound_that_is_not_positive_is_refused(tmp_path: Path, max_pending_bytes: int) -> None:
+    db = LevelDBStore(str(tmp_path / "db"))
+    with pytest.raises(Exception, match="positive"):
+        GroupCommitStore(db, max_pending_bytes=max_pending_bytes)
+    db.close()
