@@ -163,6 +163,12 @@ ESCALATE_LATENCY_FACTOR = 4.0
 # rejected transaction, not a pool that never empties.
 NONCE_GAP_WAIT_S = 5.0
 PBFT_CHECKPOINT_INTERVAL = 3
+# How long executed blocks may wait in memory before the flush loop makes
+# them durable. A replica's frames flush them sooner (the transport's
+# before_write); on a PoS node this is the ledger's durability lag, and it
+# lets the blocks of that time share one fsync and one worker-thread hand-off
+# (about 0.2 ms of CPU each on the 18-node bench).
+FLUSH_DELAY_S = 0.25
 # View changes carry prepared payloads: (2f+1) view changes x 2 windows x payload
 # must stay under the codec limit (4 MiB); 7 x 12 x 40 KiB = 3.4 MiB.
 MAX_PAYLOAD = 40 * 1024
@@ -942,9 +948,10 @@ class Node:
             self.metrics.persist_writes.inc()
 
     async def _flush_loop(self) -> None:
-        """Flush soon after each executed block, also when no frame is due to leave."""
+        """Flush at most ``FLUSH_DELAY_S`` after a block executes, also when no frame leaves."""
         while True:
             await self._flush_wanted.wait()
+            await trio.sleep(FLUSH_DELAY_S)
             self._flush_wanted = trio.Event()
             await self._flush_store()
 
