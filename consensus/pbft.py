@@ -50,7 +50,7 @@ from consensus.messages import (
     decode_message,
     get_message_votes,
 )
-from consensus.verify import is_valid_vote
+from consensus.verify import is_valid_vote, remember_signed_vote
 from consensus.votes import Vote, VoteKind, compute_vote
 
 PBFT_KINDS = (VoteKind.PBFT_PRE_PREPARE, VoteKind.PBFT_PREPARE, VoteKind.PBFT_COMMIT)
@@ -255,7 +255,9 @@ class PbftReplica:
         if last != (view, digest):
             self._signed[(int(kind), seq)] = (view, digest)
             self._persist(f"pbft/signed/{int(kind)}/{seq}", [view, digest])
-        return compute_vote(self._seed, self.public_key, self.cfg.chain_id, kind, view, seq, digest)
+        return remember_signed_vote(
+            compute_vote(self._seed, self.public_key, self.cfg.chain_id, kind, view, seq, digest)
+        )
 
     def _arm(self, name: str, delay_ms: int) -> None:
         token = self._tokens.get(name, 0) + 1

@@ -7,6 +7,7 @@ result remembered in a bounded LRU cache keyed by the exact signed bytes.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from functools import lru_cache
 
 from consensus.crypto import is_valid_signature
@@ -17,6 +18,12 @@ from consensus.votes import Vote
 # view): 4,096 entries, about 0.7 KB each over both caches, stay near 3 MB and
 # fill within minutes; 131,072 grew a node's memory for hours.
 VERIFY_CACHE_SIZE = 1 << 12
+# Votes this process signed itself are valid by construction: a replica whose
+# own vote comes back in the leader's bundle does not check its signature
+# (two of the 15 checks of a block on a replica that is not the leader).
+SIGNED_REMEMBERED = 256
+
+_signed_votes: OrderedDict[Vote, None] = OrderedDict()
 
 
 @lru_cache(maxsize=VERIFY_CACHE_SIZE)
@@ -37,9 +44,22 @@ def is_valid_vote(vote: Vote, chain_id: str) -> bool:
     if vote.chain_id != chain_id:
         return False
     try:
-        return _is_valid_vote(vote)
+        return vote in _signed_votes or _is_valid_vote(vote)
     except TypeError:  # unhashable field: not a well-formed vote
         return False
+
+
+def remember_signed_vote(vote: Vote) -> Vote:
+    """Record ``vote``, just signed by this process, as valid (bounded); return it.
+
+    Only for votes made with :func:`consensus.votes.compute_vote` from the
+    signer's own seed: :func:`is_valid_vote` then answers True without a check.
+    """
+    _signed_votes[vote] = None
+    _signed_votes.move_to_end(vote)
+    if len(_signed_votes) > SIGNED_REMEMBERED:
+        _signed_votes.popitem(last=False)
+    return vote
 
 
 def is_valid_signed(signer: bytes, message: bytes, signature: bytes) -> bool:

@@ -79,3 +79,34 @@ def test_require_survives_and_raises() -> None:
     require(True, "fine")
     with pytest.raises(InvariantError, match="broken"):
         require(False, "broken")
+
+
+def test_a_vote_this_process_signed_is_valid_without_a_signature_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dataclasses import replace
+
+    from consensus import verify
+
+    own = verify.remember_signed_vote(_vote(41, seq=9_001))
+    forged = replace(_vote(42, seq=9_002), signature=bytes(64))
+
+    def no_check(vote: Vote) -> bool:
+        raise AssertionError("the signature of a vote this process signed was checked")
+
+    monkeypatch.setattr(verify, "_is_valid_vote", no_check)
+    assert verify.is_valid_vote(own, CHAIN)
+    assert not verify.is_valid_vote(own, "another-chain")
+    monkeypatch.undo()
+    assert not verify.is_valid_vote(forged, CHAIN)  # only remembered votes skip the check
+
+
+def test_remembered_signed_votes_are_bounded() -> None:
+    from consensus import verify
+
+    first = verify.remember_signed_vote(_vote(43, seq=10_000))
+    for i in range(verify.SIGNED_REMEMBERED):
+        verify.remember_signed_vote(_vote(44, seq=10_001 + i))
+    assert len(verify._signed_votes) == verify.SIGNED_REMEMBERED
+    assert first not in verify._signed_votes
+    assert verify.is_valid_vote(first, CHAIN)  # still valid: checked the usual way
