@@ -210,3 +210,22 @@ def decode(data: bytes, max_size: int = MAX_ENCODED_SIZE) -> Any:
     if end != len(raw):
         raise CodecError("trailing bytes after value")
     return value
+
+
+def decode_first(data: bytes) -> Any:
+    """Return the first item of the encoded list ``data``, leaving the rest undecoded.
+
+    For cheap checks before a full :func:`decode` (a block frame's height).
+    Raises CodecError unless ``data`` starts with a non-empty list whose first
+    item decodes; says nothing about the validity of the items after it.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CodecError("input must be bytes")
+    raw = data if isinstance(data, bytes) else bytes(data)
+    if not raw or raw[0] != _LIST:
+        raise CodecError("input is not a list")
+    count, pos = _read_varint(raw, 1)
+    if count == 0:
+        raise CodecError("empty list")
+    item, _ = _decode(raw, pos, 1)
+    return item

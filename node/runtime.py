@@ -420,7 +420,8 @@ class Node:
         elif channel == CH_TXS_TO_LEADER:
             self._process_tx_batch(body, to_leader=True)
         elif channel == CH_BLOCK:
-            self._process_block_frame(codec.decode(body))
+            if not self._is_known_block_frame(body):
+                self._process_block_frame(codec.decode(body))
         elif channel == CH_BLOCK_REQUEST:
             self._process_block_request(sender, codec.decode(body))
         elif channel == CH_SETTLED_REQUEST:
@@ -746,6 +747,17 @@ class Node:
         for j, name in enumerate(self.followers):
             if self.pbft.index in (j % n, (j + 1) % n):
                 self.transport.send(name, frame)
+
+    def _is_known_block_frame(self, body: bytes) -> bool:
+        """Return True iff a pushed block frame is for a block this node already has.
+
+        Two replicas push every block to each PoS node; the second copy is
+        dropped on its height alone, before the payload and certificate decode.
+        """
+        height = codec.decode_first(body)
+        return type(height) is int and (
+            height <= self.ledger.state.height or height in self._pending_blocks
+        )
 
     def _process_block_frame(self, value: Any) -> None:
         if not isinstance(value, list) or len(value) != 3:

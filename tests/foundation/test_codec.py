@@ -85,3 +85,23 @@ def test_size_and_depth_limits() -> None:
 def test_integer_bound() -> None:
     with pytest.raises(codec.CodecError, match="too large"):
         codec.encode(2**300)
+
+
+def test_decode_first_reads_only_the_first_item_of_a_list() -> None:
+    encoded = codec.encode([7, b"payload", [b"a", 1]])
+    assert codec.decode_first(encoded) == 7
+    assert codec.decode_first(codec.encode([[1, 2], "x"])) == [1, 2]
+    # What follows the first item is not looked at (a full decode refuses it).
+    cut = encoded[:-3]
+    assert codec.decode_first(cut) == 7
+    with pytest.raises(codec.CodecError):
+        codec.decode(cut)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", codec.encode(7), codec.encode([]), codec.encode([300])[:-1], b"\x06\x80"],
+)
+def test_decode_first_refuses_what_is_not_a_list_with_a_first_item(data: bytes) -> None:
+    with pytest.raises(codec.CodecError):
+        codec.decode_first(data)
