@@ -109,6 +109,9 @@ CH_BLOCK = 4
 CH_BLOCK_REQUEST = 5
 CH_BLOCK_RESPONSE = 6
 CH_SETTLED_REQUEST = 7
+# Frames of the consensus state machines: a batch holding one is written only
+# after the records persisted before it are durable (_flush_before_write).
+CONSENSUS_CHANNEL_BYTES = (bytes([CH_PBFT]), bytes([CH_POS]))
 
 # One tick flushes batches, answers proposals and fires timers. 5 ms cost each idle
 # node 6.1 % of a core; 20 ms costs 3.4 % and cut the 18-node p95 at 60 tx/s from
@@ -176,6 +179,11 @@ MAX_PAYLOAD = 40 * 1024
 # 18 nodes share 2 cores (a round took longer); 2 s stopped them in the bench.
 PBFT_BASE_TIMEOUT_MS = 2_000
 PBFT_MAX_TIMEOUT_MS = 16_000
+
+
+def is_consensus_batch(frames: list[bytes]) -> bool:
+    """Return True iff a batch of outgoing frames holds a PBFT or PoS frame."""
+    return any(frame[:1] in CONSENSUS_CHANNEL_BYTES for frame in frames)
 
 
 class NodeError(RuntimeError):
@@ -311,7 +319,7 @@ class Node:
             f"/ip4/{config.listen_host}/tcp/{config.p2p_port}",
             members,
             self._on_frames,
-            before_write=self._flush_store,
+            before_write=self._flush_before_write,
             limits=TransportLimits(
                 max_frame_size=limits.max_frame_bytes,
                 max_queue_frames=limits.peer_queue_frames,
@@ -938,14 +946,26 @@ class Node:
                 "event=view_entered view=%d leader=%s executed=%d", view, leader, self.pbft.executed
             )
 
+    async def _flush_before_write(self, frames: list[bytes]) -> None:
+        """The transport's write-ahead hook: a batch that holds a consensus frame
+        (PBFT or PoS) waits until every write produced before it is durable.
+
+        Other frames (transactions, pushed and fetched blocks, sync requests)
+        carry nothing that depends on this node's records: they leave at once,
+        and the records and ledger batches pending then join the next flush.
+        """
+        if is_consensus_batch(frames):
+            await self._flush_store()
+
     async def _flush_store(self) -> None:
         """Make every pending write durable in one synced batch (group commit).
 
         Pending writes are the ledger batches of executed blocks and the
         consensus records the state machines persisted. The transport awaits
-        this before it writes any frame, so no message leaves the node before
-        the records (and ledger batches) produced with or before it are on
-        disk; the flush loop runs it after every executed block. The synced
+        this before it writes a consensus frame (:meth:`_flush_before_write`),
+        so no vote leaves the node before the records (and ledger batches)
+        produced with or before it are on disk; the flush loop runs it soon
+        after every executed block. The synced
         write runs in a worker thread (plyvel releases the GIL), so the node
         goes on processing frames while the disk syncs. One flush at a time,
         in order: a writer that finds a flush under way waits for it, then

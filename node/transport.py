@@ -20,12 +20,13 @@ Liveness: an idle writer sends a heartbeat (a zero-length frame) every
 ``heartbeat_interval``; a connected member that sends nothing for
 ``idle_timeout`` has its connection closed and redialled.
 
-Write-ahead hook: ``before_write``, when given, is awaited before any batch
-is written, in the writer task. The node makes its consensus records durable
-there, so a vote never reaches a peer before the record that forbids a
-conflicting vote is on disk, and all records of a burst of messages share one
-synced write (done in a worker thread: the node goes on reading and
-processing frames while the disk syncs).
+Write-ahead hook: ``before_write``, when given, is awaited with the frames of
+a batch before that batch is written, in the writer task. The node makes its
+consensus records durable there when the batch holds a consensus frame, so a
+vote never reaches a peer before the record that forbids a conflicting vote
+is on disk, and all records of a burst of messages share one synced write
+(done in a worker thread: the node goes on reading and processing frames
+while the disk syncs).
 
 Delivery is at most once and in order per peer: a batch whose write fails is
 dropped (counted in ``metrics.frames_lost``), never resent, so the receiver
@@ -252,7 +253,7 @@ class Transport:
         members: Mapping[str, Member | tuple[str, str]],
         on_frames: OnFrames,
         limits: TransportLimits | None = None,
-        before_write: Callable[[], Awaitable[None]] | None = None,
+        before_write: Callable[[list[bytes]], Awaitable[None]] | None = None,
     ) -> None:
         self.limits = limits or TransportLimits()
         # Awaited before any batch of frames goes on the wire.
@@ -536,7 +537,7 @@ class Transport:
                 peer.queued_bytes -= len(frame)
             data = encode_frames(batch, self.limits.max_frame_size)
             if self.before_write is not None:
-                await self.before_write()
+                await self.before_write(batch)
             written = False
             try:
                 await stream.write(data)

@@ -506,9 +506,11 @@ async def test_before_write_hook_runs_before_every_batch_is_written() -> None:
     _, transports, inboxes = _cluster(["a", "b"])
     a = transports["a"]
     calls: list[int] = []
+    hooked: list[bytes] = []
 
-    async def record_and_yield() -> None:
+    async def record_and_yield(frames: list[bytes]) -> None:
         calls.append(a.metrics.writes)
+        hooked.extend(frames)
         await trio.sleep(0)  # the hook may wait (the node syncs in a worker thread)
 
     a.before_write = record_and_yield
@@ -523,3 +525,5 @@ async def test_before_write_hook_runs_before_every_batch_is_written() -> None:
     # Called once per batch, each time before that batch's write was counted.
     assert a.metrics.writes > 0
     assert calls == list(range(a.metrics.writes))
+    # The hook saw each batch's frames: every frame, in order, once.
+    assert hooked == [f"frame {i}".encode() for i in range(50)]
