@@ -362,9 +362,7 @@ class Node:
 
     def close(self) -> None:
         """Make every pending write durable and close the store (idempotent)."""
-        if not self.store.is_closed():
-            self.store.close()
-            self.metrics.persist_writes.inc()
+        self.store.close()
 
     async def _watch_signals(self, scope: trio.CancelScope) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -965,11 +963,11 @@ class Node:
         this before it writes a consensus frame (:meth:`_flush_before_write`),
         so no vote leaves the node before the records (and ledger batches)
         produced with or before it are on disk; the flush loop runs it soon
-        after every executed block. The synced
-        write runs in a worker thread (plyvel releases the GIL), so the node
-        goes on processing frames while the disk syncs. One flush at a time,
-        in order: a writer that finds a flush under way waits for it, then
-        flushes what was produced meanwhile.
+        after every executed block. The synced write runs in a worker thread
+        (plyvel releases the GIL), so the node goes on processing frames
+        while the disk syncs. One flush at a time, in order: a writer that
+        finds a flush under way waits for it, then flushes what was produced
+        meanwhile.
         """
         async with self._flush_lock:
             if not self.store.has_pending():
