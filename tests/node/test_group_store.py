@@ -159,3 +159,27 @@ def test_a_bound_that_is_not_positive_is_refused(tmp_path: Path, max_pending_byt
     with pytest.raises(Exception, match="positive"):
         GroupCommitStore(db, max_pending_bytes=max_pending_bytes)
     db.close()
+
+
+def test_a_node_started_on_the_old_layout_keeps_its_consensus_records(tmp_path: Path) -> None:
+    """A replica's view persisted in data/consensus (the old layout) survives the move."""
+    from consensus import codec
+    from node.config import load_config
+    from node.keys import load_node_keys
+    from node.runtime import Node
+    from node.testnet import TestnetSpec, process_write_testnet
+
+    process_write_testnet(TestnetSpec(out=tmp_path / "net", pbft=4, pos=1, clients=1))
+    home = tmp_path / "net" / "node00"
+    config, keys = load_config(home), load_node_keys(home)
+    data = config.data_path
+    data.mkdir(parents=True, exist_ok=True)
+    _legacy(data / "consensus", {b"pbft/view": codec.encode([5, False])})
+    node = Node(config, keys)
+    assert node.pbft is not None and node.pbft.view == 5
+    assert not (data / "consensus").exists()
+    node.close()
+    assert _durable(data / "ledger")[b"Npbft/view"] == codec.encode([5, False])
+    restarted = Node(config, keys)  # the records are read from the ledger's store now
+    assert restarted.pbft is not None and restarted.pbft.view == 5
+    restarted.close()
