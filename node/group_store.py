@@ -55,6 +55,10 @@ class GroupCommitStore:
         self._overlay: dict[bytes, tuple[bytes | None, int]] = {}
         # Writes not yet taken by a flush, in order (later writes replace earlier).
         self._unflushed: dict[bytes, bytes | None] = {}
+        # The batch of the last take until it is marked durable. A take that
+        # finds it still here (its write failed or was never confirmed) sends
+        # it again first, so the disk never gets a later batch without it.
+        self._taken: dict[bytes, bytes | None] | None = None
         self._unflushed_bytes = 0
         self._seq = 0
         self._durable_seq = 0
@@ -118,8 +122,8 @@ class GroupCommitStore:
     # ------------------------------------------------------------ group commit
 
     def has_pending(self) -> bool:
-        """Return True iff some write has not been taken by a flush yet."""
-        return bool(self._unflushed)
+        """Return True iff some write is not yet known to be durable and no flush holds it."""
+        return bool(self._unflushed) or self._taken is not None
 
     def is_over_limit(self) -> bool:
         """Return True iff the writes not yet taken exceed the pending-bytes bound."""
@@ -133,11 +137,15 @@ class GroupCommitStore:
         """Return every write not yet taken, as one batch, and the seq it covers.
 
         The caller must make the batch durable (:meth:`write_durable`) before it
-        takes the next one, then call :meth:`mark_durable` with the seq.
+        takes the next one, then call :meth:`mark_durable` with the seq. A batch
+        taken earlier and never marked durable is part of this one (first, so
+        newer writes win): a failed write is retried, never skipped.
         """
-        batch, self._unflushed = self._unflushed, {}
+        batch = self._taken or {}
+        batch.update(self._unflushed)
+        self._taken, self._unflushed = batch, {}
         self._unflushed_bytes = 0
-        return batch, self._seq
+        return dict(batch), self._seq
 
     def write_durable(self, batch: Mapping[bytes, bytes | None]) -> None:
         """Write ``batch`` as one synced LevelDB batch (safe in a worker thread)."""
@@ -148,13 +156,14 @@ class GroupCommitStore:
         if seq <= self._durable_seq:
             return
         self._durable_seq = seq
+        self._taken = None
         done = [key for key, entry in self._overlay.items() if entry[1] <= seq]
         for key in done:
             del self._overlay[key]
 
     def flush(self) -> None:
         """Make every pending write durable now, on the calling thread."""
-        if not self._unflushed:
+        if not self.has_pending():
             return
         batch, seq = self.take_pending()
         self.write_durable(batch)

@@ -102,9 +102,13 @@ def test_the_pending_bound_counts_only_what_no_flush_has_taken(tmp_path: Path) -
     assert not store.is_over_limit()
     store.write({b"k2": bytes(60)})
     assert store.is_over_limit() and store.get_pending_bytes() == 124
-    batch, _seq = store.take_pending()
-    assert len(batch) == 2 and not store.is_over_limit() and not store.has_pending()
+    batch, seq = store.take_pending()
+    assert len(batch) == 2 and not store.is_over_limit() and store.get_pending_bytes() == 0
     assert store.get(b"k2") == bytes(60)  # still readable while the flush runs
+    assert store.has_pending()  # not durable yet
+    store.write_durable(batch)
+    store.mark_durable(seq)
+    assert not store.has_pending()
     store.close()
 
 
@@ -183,3 +187,23 @@ def test_a_node_started_on_the_old_layout_keeps_its_consensus_records(tmp_path: 
     restarted = Node(config, keys)  # the records are read from the ledger's store now
     assert restarted.pbft is not None and restarted.pbft.view == 5
     restarted.close()
+
+
+def test_a_failed_flush_is_retried_before_any_later_write_reaches_disk(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    store, db = _open(path)
+    store.write({b"k1": b"a"})
+    batch, _seq = store.take_pending()
+    store.write({b"k2": b"b"})  # written while the flush below fails
+    real_write = db.write
+
+    def failing_write(batch: object) -> None:
+        raise OSError("disk full")
+
+    db.write = failing_write  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="disk full"):
+        store.write_durable(batch)
+    db.write = real_write  # type: ignore[method-assign]
+    assert store.has_pending() and store.get(b"k1") == b"a"
+    store.close()  # the failed batch goes to disk with the later one, not skipped
+    assert _durable(path) == {b"k1": b"a", b"k2": b"b"}
