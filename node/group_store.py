@@ -12,9 +12,9 @@ the whole node blocked.
 :class:`GroupCommitStore` keeps both in one LevelDB store. ``write`` (the
 :class:`ledger.store.KVStore` interface the ledger uses) only records the
 batch as *pending*; reads see pending writes at once. The node later makes
-everything pending durable in ONE synced LevelDB batch: ``take_pending`` on
-the event loop, ``write_durable`` in a worker thread (plyvel releases the
-GIL), ``mark_durable`` back on the event loop. Because every flush takes all
+everything pending durable in ONE synced LevelDB batch (``flush``, on its
+event loop; ``take_pending``, ``write_durable`` and ``mark_durable`` are its
+three steps, for a caller that syncs elsewhere). Because every flush takes all
 that is pending, in order, as one atomic batch, the store on disk is always
 the state at some flush point: a crash loses at most the writes made since
 the last flush, the ledger and the consensus records together, never the
