@@ -634,6 +634,7 @@ def compute_step_summary(step: StepData, names: list[str], roles: list[str]) -> 
     duplicated = outcome_mismatch = 0
     bad: set[int] = set()
     checked = 0
+    samples: list[tuple[int, int, int, float, int, float, int, int, str]] = []
     settled_floor = int(step.agreement.get("settled_height_min") or 0)
     examples: list[dict[str, Any]] = []
     mismatch_examples: list[dict[str, Any]] = []
@@ -677,6 +678,19 @@ def compute_step_summary(step: StepData, names: list[str], roles: list[str]) -> 
                         "chain": list(in_chain),
                     }
                 )
+        samples.append(
+            (
+                i,
+                step.plan[i].node,
+                in_chain[0],
+                log.send_ms[i],
+                status.submitted_ms,
+                proposed_ms.get(in_chain[0], 0.0),
+                status.confirmed_ms,
+                status.settled_ms,
+                status.status,
+            )
+        )
         if status.confirmed_ms > 0:
             proposed = proposed_ms.get(in_chain[0], 0.0)
             to_ingress.append(status.submitted_ms - log.send_ms[i])
@@ -780,6 +794,7 @@ def compute_step_summary(step: StepData, names: list[str], roles: list[str]) -> 
         "generator_cpu_share": (gen_cpu / 1e6 / window_s) if window_s else None,
         "memory": memory,
         "series": _series(step, confirm_times, send_for_confirm, confirm),
+        "samples": samples,
     }
 
 
@@ -964,6 +979,7 @@ async def _run(opts: BenchOptions, cluster: Cluster) -> dict[str, Any]:
         slot += len(step.plan)
         summary = compute_step_summary(step, names, cluster.roles)
         summary.pop("series")
+        summary.pop("samples")
         sweep_steps.append(summary)
         _say(
             f"sweep {rate:g} tx/s -> {_fmt(summary['tx_per_s'])} tx/s confirmed, "

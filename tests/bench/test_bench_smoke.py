@@ -5,12 +5,14 @@ Only the report's shape and the loss counters are asserted; no timing assertions
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-from bench.report import REQUIRED_KEYS
+from bench.report import REQUIRED_KEYS, SAMPLE_COLUMNS
+from bench.stats import compute_percentile
 
 
 def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
@@ -49,6 +51,14 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
     # Throughput needs two status samples inside the window; a starved machine
     # may not give them, so the smoke run only checks the figure's type.
     assert report["tx_per_s"] is None or report["tx_per_s"] >= 0
+    with (out / "samples.csv").open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert tuple(rows[0]) == SAMPLE_COLUMNS
+    assert len(rows) - 1 == report["status_checked_txs"]
+    confirm_at, send_at = SAMPLE_COLUMNS.index("confirmed_ms"), SAMPLE_COLUMNS.index("send_ms")
+    latencies = [float(r[confirm_at]) - float(r[send_at]) for r in rows[1:] if float(r[confirm_at])]
+    recomputed = compute_percentile(latencies, 95)
+    assert recomputed is not None and abs(recomputed - report["p95_ms"]) < 0.5
     md = (out / "report.md").read_text()
     assert "Table 3" in md and "4,750" in md
     for png in ("latency_cdf.png", "timeline.png"):
