@@ -53,6 +53,7 @@ PAPER = {"p95_ms": 148.0, "tx_per_s": 4750.0, "settlement_failure_rate": 0.0012}
 MAX_DURATION_S = 3_600.0
 MAX_RATE = 50_000.0
 MAX_SWEEP_STEPS = 32
+MAX_EPOCH_LENGTH = 100_000
 SATURATION_P95_MS = 1_000.0
 STOP_TIMEOUT_S = 20.0
 CROSS_SAMPLE = 300
@@ -110,6 +111,8 @@ class BenchOptions:
             return "--netem-ms must be in [0, 1000]"
         if not 0 <= self.empty_block_interval_ms <= MAX_EMPTY_BLOCK_INTERVAL_MS:
             return f"--empty-block-interval-ms must be in [0, {MAX_EMPTY_BLOCK_INTERVAL_MS}]"
+        if not 1 <= self.epoch_length <= MAX_EPOCH_LENGTH:
+            return f"--epoch-length must be in [1, {MAX_EPOCH_LENGTH}]"
         if not 1_000 <= self.base_port <= 65_000:
             return "--base-port must be in [1000, 65000]"
         return None
@@ -1022,6 +1025,7 @@ async def _run(opts: BenchOptions, cluster: Cluster) -> dict[str, Any]:
         opts.empty_block_interval_ms or Limits().empty_block_interval_ms
     )
     summary["experiments"] = get_experiment_env(opts) if cluster.launched else {}
+    summary["epoch_length"] = opts.epoch_length if cluster.launched else None
     return summary
 
 

@@ -98,7 +98,8 @@ def compute_markdown(report: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v * 100:.0f} %" for k, v in _d(report, "tx_mix").items())
         + ".",
         "",
-        f"Node settings: batch_max_txs {report.get('batch_max_txs')}; experiment "
+        f"Node settings: batch_max_txs {report.get('batch_max_txs')}; PoS epoch "
+        f"{report.get('epoch_length') or 'from the attached genesis'} blocks; experiment "
         f"overrides: {report.get('experiments') or 'none'}.",
         "",
         "## Against the paper's Table 3",

@@ -80,6 +80,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="experiment: replicas broadcast PBFT votes (node default: the leader collects them)",
     )
+    parser.add_argument(
+        "--epoch-length",
+        type=int,
+        default=10,
+        help="blocks per PoS epoch of a launched testnet; each epoch's last block is "
+        "checkpointed and settled (default 10; a genesis from `dmchain init` uses 100)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument(
         "--quick", action="store_true", help="4 PBFT + 2 PoS, 50 tx/s, 2 s + 8 s (CI smoke)"
@@ -119,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         node_tick_ms=args.node_tick_ms,
         node_in_flight=args.node_in_flight,
         all_to_all_votes=args.node_all_to_all_votes,
+        epoch_length=args.epoch_length,
         command="dmchain bench " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 else []),
     )
     if args.quick:

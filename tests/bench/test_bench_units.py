@@ -177,3 +177,12 @@ def test_late_memory_growth_tells_a_plateau_from_a_leak() -> None:
     assert compute_late_growth_mb_per_min(plateau) == 0.0
     assert compute_late_growth_mb_per_min(leak[:2]) is None
     assert compute_late_growth_mb_per_min(leak[:6]) is None  # 25 s: too short to judge
+
+
+def test_bench_options_refuse_an_epoch_length_outside_its_range(tmp_path: Any) -> None:
+    from bench.harness import MAX_EPOCH_LENGTH, BenchOptions
+
+    assert BenchOptions(out=tmp_path, epoch_length=100).get_error() is None
+    for bad in (0, MAX_EPOCH_LENGTH + 1):
+        error = BenchOptions(out=tmp_path, epoch_length=bad).get_error()
+        assert error is not None and "--epoch-length" in error
