@@ -216,6 +216,7 @@ class PosValidator:
         msg = CheckpointVote(vote, block_hash, state_digest)
         self._my_votes[epoch] = msg
         self._out.append(Broadcast(msg))
+        self._arm_retry()  # re-broadcast only a vote unsettled for a whole retry_ms
         self._add(msg)
 
     # ------------------------------------------------------------ messages
@@ -247,8 +248,13 @@ class PosValidator:
         if vote.digest != compute_checkpoint_digest(msg.block_hash, msg.state_digest):
             return
         if vote.round <= self.settled_epoch:
+            # A vote for an epoch before the last one settled here comes from a
+            # validator that is behind: answer with the checkpoint. A late vote
+            # for the last settled epoch is the common race (this node settled
+            # on the earlier votes); its sender gets the same votes, so a
+            # notice from every node that settled first would only cost frames.
             known = self._settled_cps.get(vote.round)
-            if known is not None and sender >= 0:
+            if known is not None and sender >= 0 and vote.round < self.settled_epoch:
                 self._out.append(Send(sender, SettledNotice(known)))
             return
         if vote.round > self.settled_epoch + MAX_PENDING_EPOCHS:

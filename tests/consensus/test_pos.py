@@ -11,10 +11,13 @@ from consensus.events import (
     Broadcast,
     EmitEvidence,
     MessageReceived,
+    Send,
+    SetTimer,
     SettleCheckpoint,
+    TimerFired,
     ValidatorSetChanged,
 )
-from consensus.messages import CheckpointVote
+from consensus.messages import CheckpointVote, SettledNotice
 from consensus.pos import PosConfig, PosValidator
 from consensus.votes import VoteKind, compute_vote
 
@@ -136,3 +139,46 @@ def test_settled_by_notice_before_executing_waits_for_the_validator_set() -> Non
     assert any(isinstance(a, ValidatorSetChanged) for a in acts)
     assert late.validators == new
     assert not any(isinstance(a, Broadcast) for a in acts), "a jailed validator does not vote"
+
+
+def _vote_of(i: int, epoch: int) -> bytes:
+    """Validator ``i``'s checkpoint vote for the boundary block of ``epoch`` (see block())."""
+    h = epoch * E
+    bh, sd = bytes([h]) * 32, bytes([h + 100]) * 32
+    d = compute_checkpoint_digest(bh, sd)
+    v = compute_vote(SEEDS[i], KEYS[i], CHAIN, VoteKind.POS_CHECKPOINT, epoch, h, d)
+    return CheckpointVote(v, bh, sd).to_bytes()
+
+
+def _notices(actions: list[object]) -> list[Send]:
+    return [a for a in actions if isinstance(a, Send) and isinstance(a.message, SettledNotice)]
+
+
+def test_only_a_vote_older_than_the_last_settled_epoch_is_answered_with_a_notice() -> None:
+    vals = make([10, 10, 10, 10])
+    run_epoch(vals, E, [0, 1, 2])  # 3 of 4 settle epoch 1 without validator 3
+    assert vals[0].settled_epoch == 1
+    # validator 3's vote arrives after the others settled: the usual race
+    assert not _notices(vals[0].step(MessageReceived(_vote_of(3, 1), 3)))
+    run_epoch(vals, 2 * E, [0, 1, 2])
+    assert vals[0].settled_epoch == 2
+    # a vote for epoch 1 now comes from a validator a whole epoch behind
+    notices = _notices(vals[0].step(MessageReceived(_vote_of(3, 1), 3)))
+    assert len(notices) == 1 and notices[0].to == 3
+    assert notices[0].message.checkpoint.epoch == 1  # type: ignore[attr-defined]
+
+
+def test_a_vote_is_re_broadcast_only_after_staying_unsettled_for_retry_ms() -> None:
+    val = make([10, 10, 10, 10])[0]
+    armed = [a for a in val.start() if isinstance(a, SetTimer)]
+    signed = val.step(block(E))
+    assert [a for a in signed if isinstance(a, Broadcast)]
+    rearmed = [a for a in signed if isinstance(a, SetTimer)]
+    assert len(rearmed) == 1 and rearmed[0].token != armed[0].token
+    # the timer armed before the vote was signed no longer fires a retry
+    stale = val.step(TimerFired("pos-retry", armed[0].token))
+    assert not [a for a in stale if isinstance(a, Broadcast)]
+    # retry_ms after signing, the still unsettled vote goes out again
+    retry = val.step(TimerFired("pos-retry", rearmed[0].token))
+    sent = [a for a in retry if isinstance(a, Broadcast)]
+    assert len(sent) == 1 and isinstance(sent[0].message, CheckpointVote)
