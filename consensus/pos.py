@@ -96,6 +96,9 @@ class PosValidator:
         self._changes: dict[int, dict[bytes, int]] = {}
         self._signed: dict[int, bytes] = {}
         self._my_votes: dict[int, CheckpointVote] = {}
+        # Validators whose vote for the last settled epoch arrived here after it
+        # settled (at most one entry per validator; reset when an epoch settles).
+        self._late_voters: tuple[int, set[bytes]] = (0, set())
         self._tally: dict[tuple[int, int, bytes], dict[bytes, CheckpointVote]] = {}
         self._detector = EquivocationDetector()
         self._retry_token = 0
@@ -248,13 +251,8 @@ class PosValidator:
         if vote.digest != compute_checkpoint_digest(msg.block_hash, msg.state_digest):
             return
         if vote.round <= self.settled_epoch:
-            # A vote for an epoch before the last one settled here comes from a
-            # validator that is behind: answer with the checkpoint. A late vote
-            # for the last settled epoch is the common race (this node settled
-            # on the earlier votes); its sender gets the same votes, so a
-            # notice from every node that settled first would only cost frames.
             known = self._settled_cps.get(vote.round)
-            if known is not None and sender >= 0 and vote.round < self.settled_epoch:
+            if known is not None and sender >= 0 and not self._is_first_late_vote(vote):
                 self._out.append(Send(sender, SettledNotice(known)))
             return
         if vote.round > self.settled_epoch + MAX_PENDING_EPOCHS:
@@ -262,6 +260,27 @@ class PosValidator:
         if vote.position != vote.round * self.cfg.epoch_length:
             return
         self._add(msg)
+
+    def _is_first_late_vote(self, vote: Vote) -> bool:
+        """Return True iff ``vote`` is a validator's first vote for the last settled
+        epoch to arrive here after it settled.
+
+        That is the common race: this node settled on the earlier votes, and the
+        sender gets the same votes, so a notice from every node that settled
+        first would only cost frames. The sender's vote arriving again (its
+        retry, ``retry_ms`` later, still unsettled) or a vote for an older epoch
+        means the sender is behind: those are answered with the checkpoint.
+        """
+        if vote.round != self.settled_epoch or vote.signer not in self.validators:
+            return False
+        epoch, voters = self._late_voters
+        if epoch != self.settled_epoch:
+            voters = set()
+            self._late_voters = (self.settled_epoch, voters)
+        if vote.signer in voters:
+            return False
+        voters.add(vote.signer)
+        return True
 
     def _add(self, msg: CheckpointVote) -> None:
         """Tally a vote by a current validator; a signer backs at most two digests per

@@ -154,12 +154,15 @@ def _notices(actions: list[object]) -> list[Send]:
     return [a for a in actions if isinstance(a, Send) and isinstance(a.message, SettledNotice)]
 
 
-def test_only_a_vote_older_than_the_last_settled_epoch_is_answered_with_a_notice() -> None:
+def test_a_late_vote_gets_a_notice_only_when_its_sender_is_behind() -> None:
     vals = make([10, 10, 10, 10])
     run_epoch(vals, E, [0, 1, 2])  # 3 of 4 settle epoch 1 without validator 3
     assert vals[0].settled_epoch == 1
     # validator 3's vote arrives after the others settled: the usual race
     assert not _notices(vals[0].step(MessageReceived(_vote_of(3, 1), 3)))
+    # the same vote again (its retry: validator 3 is still unsettled) is answered
+    again = _notices(vals[0].step(MessageReceived(_vote_of(3, 1), 3)))
+    assert len(again) == 1 and again[0].to == 3
     run_epoch(vals, 2 * E, [0, 1, 2])
     assert vals[0].settled_epoch == 2
     # a vote for epoch 1 now comes from a validator a whole epoch behind
