@@ -11,20 +11,17 @@ the whole node blocked.
 
 :class:`GroupCommitStore` keeps both in one LevelDB store. ``write`` (the
 :class:`ledger.store.KVStore` interface the ledger uses) only records the
-batch as *pending*; reads see pending writes at once. The node later makes
-everything pending durable in ONE synced LevelDB batch (``flush``, on its
-event loop; ``take_pending``, ``write_durable`` and ``mark_durable`` are its
-three steps, for a caller that syncs elsewhere). Because every flush takes all
-that is pending, in order, as one atomic batch, the store on disk is always
+batch as *pending*; reads see pending writes at once. ``flush`` makes
+everything pending durable in ONE synced LevelDB batch, on the caller's
+thread (the node's event loop, which waits for the disk). Because every flush
+writes all that is pending as one atomic batch, the store on disk is always
 the state at some flush point: a crash loses at most the writes made since
 the last flush, the ledger and the consensus records together, never the
-one without the other.
+one without the other. A flush whose write fails keeps everything pending,
+so the next flush writes it again together with what came later: the disk
+never holds a later write without an earlier one.
 
-Threading contract: every method except ``write_durable`` runs on the thread
-that owns the store (the node's event loop); ``write_durable`` touches only
-the LevelDB handle and the batch it is given, which nothing else changes. At
-most one batch is being made durable at a time (the caller serialises
-flushes), so batches reach the disk in the order they were taken.
+Every method runs on the thread that owns the store.
 """
 
 from __future__ import annotations
@@ -36,7 +33,7 @@ from pathlib import Path
 from consensus.invariant import require
 from ledger.store import LevelDBStore
 
-# Pending bytes (keys and values not yet taken by a flush) above which the
+# Pending bytes (keys and values written since the last flush) above which the
 # node stops executing blocks until a flush catches up (``is_over_limit``).
 # A flush normally follows every block, so this bounds a stalled disk.
 DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024
@@ -51,31 +48,22 @@ class GroupCommitStore:
         require(max_pending_bytes > 0, "max_pending_bytes must be positive")
         self._store = store
         self._max_pending_bytes = max_pending_bytes
-        # Every write not yet durable: key -> (value or None for a delete, seq).
-        self._overlay: dict[bytes, tuple[bytes | None, int]] = {}
-        # Writes not yet taken by a flush, in order (later writes replace earlier).
-        self._unflushed: dict[bytes, bytes | None] = {}
-        # The batch of the last take until it is marked durable. A take that
-        # finds it still here (its write failed or was never confirmed) sends
-        # it again first, so the disk never gets a later batch without it.
-        self._taken: dict[bytes, bytes | None] | None = None
-        self._unflushed_bytes = 0
-        self._seq = 0
-        self._durable_seq = 0
+        # Every write not yet durable: key -> value, or None for a delete.
+        self._pending: dict[bytes, bytes | None] = {}
+        self._pending_bytes = 0
 
     # ------------------------------------------------------------ KVStore API
 
     def get(self, key: bytes) -> bytes | None:
         """Return the newest value of ``key``, pending or durable, or None."""
-        entry = self._overlay.get(key)
-        if entry is not None:
-            return entry[0]
+        if key in self._pending:
+            return self._pending[key]
         return self._store.get(key)
 
     def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Yield ``(key, value)`` under ``prefix`` in key order, pending writes included."""
         pending = sorted(
-            (key, entry[0]) for key, entry in self._overlay.items() if key.startswith(prefix)
+            (key, value) for key, value in self._pending.items() if key.startswith(prefix)
         )
         if not pending:
             yield from self._store.iterate(prefix)
@@ -101,13 +89,10 @@ class GroupCommitStore:
 
         Atomicity is kept: a flush writes whole batches, never part of one.
         """
-        self._seq += 1
-        seq = self._seq
         for key, value in batch.items():
             value = None if value is None else bytes(value)
-            self._overlay[key] = (value, seq)
-            self._unflushed[key] = value
-            self._unflushed_bytes += len(key) + (0 if value is None else len(value))
+            self._pending[key] = value
+            self._pending_bytes += len(key) + (0 if value is None else len(value))
 
     def close(self) -> None:
         """Make everything pending durable, then close the LevelDB store (idempotent)."""
@@ -122,52 +107,29 @@ class GroupCommitStore:
     # ------------------------------------------------------------ group commit
 
     def has_pending(self) -> bool:
-        """Return True iff some write is not yet known to be durable and no flush holds it."""
-        return bool(self._unflushed) or self._taken is not None
+        """Return True iff some write is not yet durable."""
+        return bool(self._pending)
 
     def is_over_limit(self) -> bool:
-        """Return True iff the writes not yet taken exceed the pending-bytes bound."""
-        return self._unflushed_bytes > self._max_pending_bytes
+        """Return True iff the pending writes exceed the pending-bytes bound."""
+        return self._pending_bytes > self._max_pending_bytes
 
     def get_pending_bytes(self) -> int:
-        """Return the bytes (keys and values) written but not yet taken by a flush."""
-        return self._unflushed_bytes
-
-    def take_pending(self) -> tuple[dict[bytes, bytes | None], int]:
-        """Return every write not yet taken, as one batch, and the seq it covers.
-
-        The caller must make the batch durable (:meth:`write_durable`) before it
-        takes the next one, then call :meth:`mark_durable` with the seq. A batch
-        taken earlier and never marked durable is part of this one (first, so
-        newer writes win): a failed write is retried, never skipped.
-        """
-        batch = self._taken or {}
-        batch.update(self._unflushed)
-        self._taken, self._unflushed = batch, {}
-        self._unflushed_bytes = 0
-        return dict(batch), self._seq
-
-    def write_durable(self, batch: Mapping[bytes, bytes | None]) -> None:
-        """Write ``batch`` as one synced LevelDB batch (safe in a worker thread)."""
-        self._store.write(batch)
-
-    def mark_durable(self, seq: int) -> None:
-        """Forget the pending copies of writes up to ``seq``: the store now holds them."""
-        if seq <= self._durable_seq:
-            return
-        self._durable_seq = seq
-        self._taken = None
-        done = [key for key, entry in self._overlay.items() if entry[1] <= seq]
-        for key in done:
-            del self._overlay[key]
+        """Return the bytes (keys and values, overwrites counted again) written since
+        the last successful flush."""
+        return self._pending_bytes
 
     def flush(self) -> None:
-        """Make every pending write durable now, on the calling thread."""
-        if not self.has_pending():
+        """Make every pending write durable in one synced LevelDB batch.
+
+        On success nothing is pending; if the write raises, everything stays
+        pending (and readable) for the next flush.
+        """
+        if not self._pending:
             return
-        batch, seq = self.take_pending()
-        self.write_durable(batch)
-        self.mark_durable(seq)
+        self._store.write(self._pending)
+        self._pending = {}
+        self._pending_bytes = 0
 
 
 def migrate_consensus_dir(old: Path, store: GroupCommitStore, prefix: bytes) -> int:

@@ -24,9 +24,7 @@ Write-ahead hook: ``before_write``, when given, is awaited with the frames of
 a batch before that batch is written, in the writer task. The node makes its
 consensus records durable there when the batch holds a consensus frame, so a
 vote never reaches a peer before the record that forbids a conflicting vote
-is on disk, and all records of a burst of messages share one synced write
-(done in a worker thread: the node goes on reading and processing frames
-while the disk syncs).
+is on disk, and all records of a burst of messages share one synced write.
 
 Delivery is at most once and in order per peer: a batch whose write fails is
 dropped (counted in ``metrics.frames_lost``), never resent, so the receiver

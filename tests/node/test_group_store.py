@@ -47,11 +47,9 @@ def test_a_random_history_reads_like_a_dict_and_disk_holds_the_last_flush(
     store, db = _open(path)
     model: dict[bytes, bytes] = {}
     at_last_flush: dict[bytes, bytes] = {}
-    in_flight: tuple[dict[bytes, bytes | None], int, dict[bytes, bytes]] | None = None
     keys = [bytes([p]) + bytes([i]) for p in b"abc" for i in range(12)]
     for _ in range(600):
-        roll = rng.random()
-        if roll < 0.6:
+        if rng.random() < 0.75:
             batch: dict[bytes, bytes | None] = {}
             for key in rng.sample(keys, rng.randint(1, 5)):
                 batch[key] = None if rng.random() < 0.25 else rng.randbytes(rng.randint(0, 9))
@@ -61,16 +59,7 @@ def test_a_random_history_reads_like_a_dict_and_disk_holds_the_last_flush(
                     model.pop(key, None)
                 else:
                     model[key] = value
-        elif roll < 0.75 and in_flight is None:
-            # A flush taken but not finished: reads must still see everything.
-            taken, seq = store.take_pending()
-            in_flight = (taken, seq, dict(model))
-        elif roll < 0.9 and in_flight is not None:
-            taken, seq, snapshot = in_flight
-            store.write_durable(taken)
-            store.mark_durable(seq)
-            at_last_flush, in_flight = snapshot, None
-        elif in_flight is None:
+        else:
             store.flush()
             at_last_flush = dict(model)
         for key in rng.sample(keys, 6):
@@ -78,10 +67,6 @@ def test_a_random_history_reads_like_a_dict_and_disk_holds_the_last_flush(
         prefix = rng.choice([b"", b"a", b"b", b"c", b"a1", b"z"])
         expected = sorted((k, v) for k, v in model.items() if k.startswith(prefix))
         assert list(store.iterate(prefix)) == expected
-    if in_flight is not None:
-        store.write_durable(in_flight[0])
-        store.mark_durable(in_flight[1])
-        at_last_flush = in_flight[2]
     db.close()  # a crash: what was not flushed is lost, whole batches only
     assert _durable(path) == at_last_flush
 
@@ -96,33 +81,16 @@ def test_close_makes_every_pending_write_durable(tmp_path: Path) -> None:
     assert _durable(path) == {b"k": b"v2", b"j": b"w"}
 
 
-def test_the_pending_bound_counts_only_what_no_flush_has_taken(tmp_path: Path) -> None:
-    store, _ = _open(tmp_path / "db", max_pending_bytes=100)
+def test_the_pending_bound_counts_what_is_not_yet_flushed(tmp_path: Path) -> None:
+    store, db = _open(tmp_path / "db", max_pending_bytes=100)
     store.write({b"k1": bytes(60)})
     assert not store.is_over_limit()
     store.write({b"k2": bytes(60)})
     assert store.is_over_limit() and store.get_pending_bytes() == 124
-    batch, seq = store.take_pending()
-    assert len(batch) == 2 and not store.is_over_limit() and store.get_pending_bytes() == 0
-    assert store.get(b"k2") == bytes(60)  # still readable while the flush runs
-    assert store.has_pending()  # not durable yet
-    store.write_durable(batch)
-    store.mark_durable(seq)
-    assert not store.has_pending()
-    store.close()
-
-
-def test_a_write_after_a_flush_was_taken_survives_that_flush_finishing(tmp_path: Path) -> None:
-    store, db = _open(tmp_path / "db")
-    store.write({b"k": b"old"})
-    batch, seq = store.take_pending()
-    store.write({b"k": b"new"})
-    store.write_durable(batch)
-    store.mark_durable(seq)
-    assert store.get(b"k") == b"new"  # the newer pending value, not the disk's
-    assert db.get(b"k") == b"old"
+    assert store.has_pending() and db.get(b"k2") is None
     store.flush()
-    assert db.get(b"k") == b"new"
+    assert not store.is_over_limit() and store.get_pending_bytes() == 0
+    assert not store.has_pending() and db.get(b"k2") == bytes(60)
     store.close()
 
 
@@ -193,8 +161,6 @@ def test_a_failed_flush_is_retried_before_any_later_write_reaches_disk(tmp_path:
     path = tmp_path / "db"
     store, db = _open(path)
     store.write({b"k1": b"a"})
-    batch, _seq = store.take_pending()
-    store.write({b"k2": b"b"})  # written while the flush below fails
     real_write = db.write
 
     def failing_write(batch: object) -> None:
@@ -202,8 +168,9 @@ def test_a_failed_flush_is_retried_before_any_later_write_reaches_disk(tmp_path:
 
     db.write = failing_write  # type: ignore[method-assign]
     with pytest.raises(OSError, match="disk full"):
-        store.write_durable(batch)
+        store.flush()
     db.write = real_write  # type: ignore[method-assign]
     assert store.has_pending() and store.get(b"k1") == b"a"
+    store.write({b"k2": b"b"})  # written after the failed flush
     store.close()  # the failed batch goes to disk with the later one, not skipped
     assert _durable(path) == {b"k1": b"a", b"k2": b"b"}

@@ -511,7 +511,7 @@ async def test_before_write_hook_runs_before_every_batch_is_written() -> None:
     async def record_and_yield(frames: list[bytes]) -> None:
         calls.append(a.metrics.writes)
         hooked.extend(frames)
-        await trio.sleep(0)  # the hook may wait (the node syncs in a worker thread)
+        await trio.sleep(0)  # a hook may yield to other tasks before returning
 
     a.before_write = record_and_yield
     async with trio.open_nursery() as nursery:
