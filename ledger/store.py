@@ -58,17 +58,41 @@ class MemoryStore:
         """Nothing to release."""
 
 
+# LevelDB's native memory, bounded explicitly rather than by the library's
+# defaults (an 8 MiB block cache, 1,000 open tables). The ledger keeps its hot
+# records decoded in its own cache above the store, so a small block cache
+# serves only the misses. Up to two write buffers exist while one is compacted.
+BLOCK_CACHE_BYTES = 4 << 20
+WRITE_BUFFER_BYTES = 4 << 20
+MAX_OPEN_FILES = 256
+# Ten bits per key give a ~1 % false-positive filter per table, so looking up
+# a key that does not exist (every new record's key is checked first) reads no
+# data block.
+BLOOM_FILTER_BITS = 10
+
+
 class StoreClosedError(RuntimeError):
     """The store was used after :meth:`LevelDBStore.close`."""
 
 
 class LevelDBStore:
-    """A LevelDB store (plyvel). Batches use LevelDB's atomic write batches."""
+    """A LevelDB store (plyvel). Batches use LevelDB's atomic write batches.
+
+    Its native memory is bounded by the module's constants: the block cache,
+    two write buffers and the index blocks of at most ``MAX_OPEN_FILES`` tables.
+    """
 
     def __init__(self, path: str, *, sync: bool = True) -> None:
         import plyvel
 
-        self._db: Any = plyvel.DB(path, create_if_missing=True)
+        self._db: Any = plyvel.DB(
+            path,
+            create_if_missing=True,
+            lru_cache_size=BLOCK_CACHE_BYTES,
+            write_buffer_size=WRITE_BUFFER_BYTES,
+            max_open_files=MAX_OPEN_FILES,
+            bloom_filter_bits=BLOOM_FILTER_BITS,
+        )
         self._sync = sync
 
     def _get_db(self) -> Any:
