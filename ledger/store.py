@@ -66,8 +66,8 @@ BLOCK_CACHE_BYTES = 4 << 20
 WRITE_BUFFER_BYTES = 4 << 20
 MAX_OPEN_FILES = 256
 # Ten bits per key give a ~1 % false-positive filter per table, so looking up
-# a key that does not exist (every new record's key is checked first) reads no
-# data block.
+# a key that does not exist (an account that never held tokens, a receipt not
+# yet written) almost never reads a data block.
 BLOOM_FILTER_BITS = 10
 
 
