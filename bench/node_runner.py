@@ -10,8 +10,9 @@ Usage: ``python -m bench.node_runner start --home DIR`` (same arguments as
   frames) and write a snapshot to ``DIR/<node pid>-<n>.snap`` on each SIGUSR1,
   to compare what a node holds at two points of a run (slows the node).
 - ``DMCHAIN_BENCH_MEMSTATS=DIR``: on each SIGUSR2 write ``DIR/<node pid>-<n>.json``
-  with the node's RSS (anonymous / file), glibc heap figures and the most
-  numerous Python object types (cheap until signalled; a dump takes a
+  with the node's RSS (anonymous / file), glibc heap figures, the most
+  numerous Python object types and the garbage collector's passes and pause
+  times per generation since start (cheap until signalled; a dump takes a
   fraction of a second).
 - ``DMCHAIN_BENCH_PBFT_TIMEOUT_MS=N``: PBFT's base progress timeout (the node
   uses 2,000 ms) - an experiment, reported as such.
@@ -117,15 +118,53 @@ def compute_memory_stats() -> dict[str, Any]:
     }
 
 
+class GcPauses:
+    """Counts the garbage collector's passes per generation and their pause
+    times (wall clock, from the ``gc.callbacks`` start and stop events)."""
+
+    def __init__(self) -> None:
+        self.passes = [0, 0, 0]
+        self.total_ms = [0.0, 0.0, 0.0]
+        self.max_ms = [0.0, 0.0, 0.0]
+        self.collected = [0, 0, 0]
+        self._started = 0.0
+
+    def process_event(self, phase: str, info: dict[str, int]) -> None:
+        """Record one ``gc.callbacks`` event."""
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        generation = info["generation"]
+        pause_ms = (time.perf_counter() - self._started) * 1000
+        self.passes[generation] += 1
+        self.total_ms[generation] += pause_ms
+        self.max_ms[generation] = max(self.max_ms[generation], pause_ms)
+        self.collected[generation] += info["collected"]
+
+    def get_summary(self) -> dict[str, Any]:
+        """Return the counts so far, one list entry per generation."""
+        return {
+            "passes": list(self.passes),
+            "total_ms": [round(t, 1) for t in self.total_ms],
+            "max_ms": [round(t, 1) for t in self.max_ms],
+            "collected": list(self.collected),
+            "thresholds": list(gc.get_threshold()),
+            "frozen": gc.get_freeze_count(),
+        }
+
+
 def process_start_memstats(directory: Path) -> None:
-    """On each SIGUSR2 write :func:`compute_memory_stats` as JSON to ``directory``."""
+    """On each SIGUSR2 write :func:`compute_memory_stats` and the garbage
+    collector's pauses as JSON to ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     taken = [0]
+    pauses = GcPauses()
+    gc.callbacks.append(pauses.process_event)
 
     def dump(_signum: int, _frame: FrameType | None) -> None:
         taken[0] += 1
         path = directory / f"{os.getpid()}-{taken[0]}.json"
-        path.write_text(json.dumps(compute_memory_stats()))
+        path.write_text(json.dumps({**compute_memory_stats(), "gc": pauses.get_summary()}))
         print(f"bench node runner: memory stats {path}", flush=True)
 
     signal.signal(signal.SIGUSR2, dump)

@@ -167,6 +167,30 @@ def test_memory_stats_say_where_the_resident_memory_is() -> None:
         assert stats["malloc"]["uordblks"] > 0
 
 
+def test_gc_pauses_count_the_collections_of_each_generation() -> None:
+    import gc
+
+    from bench.node_runner import GcPauses
+
+    pauses = GcPauses()
+    gc.callbacks.append(pauses.process_event)
+    try:
+        cycles = []
+        for _ in range(100):
+            a: list[object] = []
+            a.append(a)  # a reference cycle only the collector frees
+            cycles.append(a)
+        del cycles, a
+        gc.collect(2)
+        gc.collect(0)
+    finally:
+        gc.callbacks.remove(pauses.process_event)
+    summary = pauses.get_summary()
+    assert summary["passes"][2] >= 1 and summary["passes"][0] >= 1
+    assert summary["collected"][2] >= 100
+    assert summary["total_ms"][2] >= summary["max_ms"][2] > 0
+
+
 def test_late_memory_growth_tells_a_plateau_from_a_leak() -> None:
     from bench.harness import compute_late_growth_mb_per_min
 
