@@ -42,7 +42,7 @@ DIGEST_DOMAIN = b"dmchain/state/v1"
 ZERO_DIGEST = bytes(32)
 # Decoded records kept in memory: two generations of half this size each. A
 # decoded record with its key takes 50-950 B (about 450 B on average for the
-# benchmark's mix), so the cache stays near 10 MB however large the state grows.
+# benchmark's mix), so the cache stays under 10 MB however large the state grows.
 DEFAULT_CACHE_SIZE = 20_000
 _MISSING = object()
 
@@ -56,9 +56,11 @@ class StoreReader:
     from the old generation moves back to the young one. Records in use stay
     cached; records not touched for a generation are forgotten.
 
-    The cache is write-through: :meth:`record_commit` installs the records a
-    committed block wrote, so the cache never answers a stale value (the young
-    generation is consulted first and always holds the newest write).
+    The cache is write-around: :meth:`record_commit` brings the cached copies
+    of the records a committed block wrote up to date, so the cache never
+    answers a stale value (the young generation is consulted first and always
+    holds the newest write), and a record written but not read yet (a log
+    entry, a new asset) takes no place in it until something reads it.
     """
 
     def __init__(self, store: KVStore, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
@@ -89,9 +91,11 @@ class StoreReader:
         self._young[key] = value
 
     def record_commit(self, writes: dict[bytes, Any]) -> None:
-        """Install committed records in the cache (bounded)."""
+        """Update the cached records among ``writes`` (just written to the store);
+        records not cached stay out of the cache."""
         for key, value in writes.items():
-            self._remember(key, value)
+            if key in self._young or key in self._old:
+                self._remember(key, value)
 
     def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, Any]]:
         """Yield decoded ``(key, record)`` pairs under ``prefix`` from the store."""

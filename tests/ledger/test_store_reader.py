@@ -45,11 +45,26 @@ def test_records_in_use_stay_cached() -> None:
     store = CountingStore()
     reader = StoreReader(store, cache_size=10)
     _commit(store, reader, {_key(0): Account(5, 0)})
+    assert reader.get(_key(0)) == Account(5, 0)
     for i in range(1, 200):
         _commit(store, reader, {_key(i): Account(i, 0)})
         assert reader.get(_key(0)) == Account(5, 0)
+        reader.get(_key(i))
     # the hot record moves back to the young generation whenever it ages
-    assert store.reads == 0
+    assert store.reads == 200
+
+
+def test_records_written_but_not_read_take_no_place_in_the_cache() -> None:
+    store = CountingStore()
+    reader = StoreReader(store, cache_size=100)
+    assert reader.get(_key(0)) is None  # read before its first write: cached as missing
+    for i in range(50):
+        _commit(store, reader, {_key(i): Account(i, 0)})
+    assert len(reader) == 1
+    assert reader.get(_key(0)) == Account(0, 0) and store.reads == 1  # updated in place
+    assert reader.get(_key(7)) == Account(7, 0) and store.reads == 2
+    _commit(store, reader, {_key(7): Account(70, 0)})
+    assert reader.get(_key(7)) == Account(70, 0) and store.reads == 2
 
 
 def test_cache_agrees_with_the_store_under_random_commits_and_reads() -> None:
