@@ -97,8 +97,8 @@ class PosValidator:
         self._signed: dict[int, bytes] = {}
         self._my_votes: dict[int, CheckpointVote] = {}
         # Validators whose vote for the last settled epoch arrived here after it
-        # settled (at most one entry per validator; reset when an epoch settles).
-        self._late_voters: tuple[int, set[bytes]] = (0, set())
+        # settled (at most one entry per validator; cleared when an epoch settles).
+        self._late_voters: set[bytes] = set()
         self._tally: dict[tuple[int, int, bytes], dict[bytes, CheckpointVote]] = {}
         self._detector = EquivocationDetector()
         self._retry_token = 0
@@ -252,8 +252,10 @@ class PosValidator:
             return
         if vote.round <= self.settled_epoch:
             known = self._settled_cps.get(vote.round)
-            if known is not None and sender >= 0 and not self._is_first_late_vote(vote):
+            if known is not None and sender >= 0 and self._is_sender_behind(vote):
                 self._out.append(Send(sender, SettledNotice(known)))
+            if vote.round == self.settled_epoch and vote.signer in self.validators:
+                self._late_voters.add(vote.signer)
             return
         if vote.round > self.settled_epoch + MAX_PENDING_EPOCHS:
             return
@@ -261,26 +263,22 @@ class PosValidator:
             return
         self._add(msg)
 
-    def _is_first_late_vote(self, vote: Vote) -> bool:
-        """Return True iff ``vote`` is a validator's first vote for the last settled
-        epoch to arrive here after it settled.
+    def _is_sender_behind(self, vote: Vote) -> bool:
+        """Return True iff a vote for an already settled epoch shows its sender is
+        behind: the vote is for an epoch before the last settled one, it is this
+        validator's vote for the last settled epoch arriving again (its retry,
+        ``retry_ms`` later, still unsettled), or its signer is not a validator.
 
-        That is the common race: this node settled on the earlier votes, and the
-        sender gets the same votes, so a notice from every node that settled
-        first would only cost frames. The sender's vote arriving again (its
-        retry, ``retry_ms`` later, still unsettled) or a vote for an older epoch
-        means the sender is behind: those are answered with the checkpoint.
+        A validator's first late vote for the last settled epoch is the common
+        race: this node settled on the earlier votes, and the sender gets the
+        same votes, so a notice from every node that settled first would only
+        cost frames.
         """
-        if vote.round != self.settled_epoch or vote.signer not in self.validators:
-            return False
-        epoch, voters = self._late_voters
-        if epoch != self.settled_epoch:
-            voters = set()
-            self._late_voters = (self.settled_epoch, voters)
-        if vote.signer in voters:
-            return False
-        voters.add(vote.signer)
-        return True
+        return (
+            vote.round != self.settled_epoch
+            or vote.signer not in self.validators
+            or vote.signer in self._late_voters
+        )
 
     def _add(self, msg: CheckpointVote) -> None:
         """Tally a vote by a current validator; a signer backs at most two digests per
@@ -335,6 +333,7 @@ class PosValidator:
         if mine is not None and mine[1] != cp.block_hash:
             self._out.append(Alert(f"local block {cp.height} conflicts with settled checkpoint"))
         self.settled = cp
+        self._late_voters.clear()
         self.settled_hashes[cp.height] = cp.block_hash
         self._settled_cps[cp.epoch] = cp
         while len(self.settled_hashes) > MAX_SETTLED_KEPT:
