@@ -159,8 +159,7 @@ async def get_statuses(urls: list[str]) -> list[dict[str, Any] | None]:
 
     async def one(i: int) -> None:
         async with httpx.AsyncClient(base_url=urls[i], timeout=5.0) as client:
-            doc = await _get_json(client, "/v1/status")
-            out[i] = doc if isinstance(doc, dict) else None
+            out[i] = await get_status(client)
 
     async with trio.open_nursery() as nursery:
         for i in range(len(urls)):
@@ -168,13 +167,18 @@ async def get_statuses(urls: list[str]) -> list[dict[str, Any] | None]:
     return out
 
 
-async def get_metric(url: str, name: str) -> float | None:
-    """Return one un-labelled sample of the node's Prometheus text, or None."""
-    async with httpx.AsyncClient(base_url=url, timeout=5.0) as client:
-        try:
-            text = (await client.get("/metrics")).text
-        except httpx.HTTPError:
-            return None
+async def get_status(client: httpx.AsyncClient) -> dict[str, Any] | None:
+    """Return the ``/v1/status`` document of the node ``client`` is bound to, or None."""
+    doc = await _get_json(client, "/v1/status")
+    return doc if isinstance(doc, dict) else None
+
+
+async def get_metric(client: httpx.AsyncClient, name: str) -> float | None:
+    """Return one un-labelled sample of the Prometheus text of ``client``'s node, or None."""
+    try:
+        text = (await client.get("/metrics")).text
+    except httpx.HTTPError:
+        return None
     for line in text.splitlines():
         if line.startswith(name + " "):
             try:

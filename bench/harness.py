@@ -373,14 +373,14 @@ class Sample:
     height: int
     settled: int
     self_cpu_us: int
+    host_cpu: tuple[int, int] | None = None
 
 
-async def _sample(cluster: Cluster, pids: list[int | None], start: float) -> Sample:
+async def _sample(client: httpx.AsyncClient, pids: list[int | None], start: float) -> Sample:
+    """Read the processes' CPU and memory and the observer's progress through ``client``."""
     procs = [procstats.get_sample(p) if p is not None else None for p in pids]
-    observer = cluster.urls[cluster.observer]
-    committed = await collect.get_metric(observer, "dmchain_committed_txs_total")
-    statuses = await collect.get_statuses([observer])
-    status = statuses[0] or {}
+    committed = await collect.get_metric(client, "dmchain_committed_txs_total")
+    status = await collect.get_status(client) or {}
     return Sample(
         trio.current_time() - start,
         time.time() * 1000,
@@ -389,6 +389,7 @@ async def _sample(cluster: Cluster, pids: list[int | None], start: float) -> Sam
         int(status.get("height", 0)),
         int(status.get("settled_height", 0)),
         procstats.get_self_cpu_us(),
+        procstats.get_host_cpu_ticks(),
     )
 
 
@@ -442,20 +443,22 @@ async def process_step(
     observer = cluster.observer
 
     async def monitor(cancel: trio.CancelScope) -> None:
-        while True:
-            sample = await _sample(cluster, pids, start)
-            samples.append(sample)
-            outcomes = log_box[0].outcome if log_box else []
-            sent = sum(1 for o in outcomes if o is not None)
-            refused = sum(1 for o in outcomes if o)
-            phase = "warm-up" if sample.t < warmup_s else "measure"
-            rate_now = _recent_rate(samples)
-            _say(
-                f"{label} t={sample.t:5.1f}s {phase} offered={rate:g}/s answered={sent} "
-                f"refused={refused} height={sample.height} settled={sample.settled} "
-                f"confirmed/s={rate_now if rate_now is not None else '-'}"
-            )
-            await trio.sleep(1.0)
+        # one client for the whole step: building one costs milliseconds of
+        # CPU (an SSL context), taken from the cores the nodes run on
+        async with httpx.AsyncClient(base_url=cluster.urls[observer], timeout=5.0) as client:
+            while True:
+                sample = await _sample(client, pids, start)
+                samples.append(sample)
+                sent = log_box[0].answered if log_box else 0
+                refused = log_box[0].refused if log_box else 0
+                phase = "warm-up" if sample.t < warmup_s else "measure"
+                rate_now = _recent_rate(samples)
+                _say(
+                    f"{label} t={sample.t:5.1f}s {phase} offered={rate:g}/s answered={sent} "
+                    f"refused={refused} height={sample.height} settled={sample.settled} "
+                    f"confirmed/s={rate_now if rate_now is not None else '-'}"
+                )
+                await trio.sleep(1.0)
 
     async def prober() -> None:
         # client-observed cross-check: long-poll a sample of measured transactions
@@ -464,7 +467,7 @@ async def process_step(
             while True:
                 log = log_box[0] if log_box else None
                 if log is not None:
-                    idx = _latest_sent(log, plan)
+                    idx = log.last_accepted
                     if idx is not None and idx >= warm_count:
                         url = cluster.urls[plan[idx].node]
                         path = f"{url}/v1/tx/{plan[idx].tx_hash.hex()}/wait"
@@ -572,13 +575,6 @@ def _recent_rate(samples: list[Sample]) -> int | None:
         return None
     dt = samples[-1].t - samples[-2].t
     return round((samples[-1].committed - samples[-2].committed) / dt) if dt > 0 else None
-
-
-def _latest_sent(log: loadgen.SendLog, plan: list[PlannedTx]) -> int | None:
-    for i in range(len(plan) - 1, -1, -1):
-        if log.outcome[i] == "":
-            return i
-    return None
 
 
 async def get_agreement(cluster: Cluster) -> dict[str, Any]:
@@ -735,6 +731,7 @@ def compute_step_summary(step: StepData, names: list[str], roles: list[str]) -> 
     lags = [log.lag_ms[i] for i in measured if not math.isnan(log.lag_ms[i])]
     probe_lat = [end - sent for sent, end in step.probes]
     gen_cpu = (window[-1].self_cpu_us - window[0].self_cpu_us) if len(window) >= 2 else 0
+    host_busy = compute_busy_share(window[0].host_cpu, window[-1].host_cpu) if window else None
     memory = _memory(step.samples, names)
     return {
         "offered_rate": step.rate,
@@ -795,10 +792,18 @@ def compute_step_summary(step: StepData, names: list[str], roles: list[str]) -> 
             [v for n, v in cpu_by_node.items() if roles[names.index(n)] == "pos"]
         ),
         "generator_cpu_share": (gen_cpu / 1e6 / window_s) if window_s else None,
+        "host_cpu_busy_share": host_busy,
         "memory": memory,
         "series": _series(step, confirm_times, send_for_confirm, confirm),
         "samples": samples,
     }
+
+
+def compute_busy_share(first: tuple[int, int] | None, last: tuple[int, int] | None) -> float | None:
+    """Return the share of the host's CPU time that was busy between two readings."""
+    if first is None or last is None or last[1] <= first[1]:
+        return None
+    return (last[0] - first[0]) / (last[1] - first[1])
 
 
 def _mean(values: list[float]) -> float | None:

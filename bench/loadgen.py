@@ -3,8 +3,9 @@
 Transaction ``i`` of a plan is due at ``start + i / rate``. One trio task per
 target node wakes on a fixed cadence of ``tick_s``, takes every due
 transaction of its node and posts them as one ``POST /v1/txs`` request
-(batching amortises the HTTP cost) without waiting for earlier requests to
-finish (at most ``max_in_flight`` requests per node; beyond that
+(batching amortises the HTTP cost; bench.txpost keeps the client's share
+small) without waiting for earlier requests to finish (at most
+``max_in_flight`` requests per node; beyond that
 due transactions wait for the next tick and their lag is recorded). Sending
 never waits for confirmations. Each transaction's submit time is the client
 wall clock (``time.time()``) read just before the request carrying it is
@@ -13,16 +14,18 @@ sent; its schedule lag is that moment minus its due time.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
-import httpx
 import trio
 
+from bench.txpost import PostError, TxPoster
 from bench.workload import PlannedTx
+from consensus.invariant import require
 
 MAX_BATCH = 500
 ACCEPTED = ""
@@ -38,49 +41,66 @@ class SendLog:
     requests: int = 0
     request_errors: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    answered: int = 0
+    refused: int = 0
+    last_accepted: int | None = None
 
     def get_accepted_count(self) -> int:
         """Return how many transactions a node admitted."""
-        return sum(1 for o in self.outcome if o == ACCEPTED)
+        return self.answered - self.refused
 
+    def process_outcome(self, i: int, code: str) -> None:
+        """Record the answer for transaction ``i`` (ACCEPTED or an error code).
 
-def _count_error(log: SendLog, code: str) -> None:
-    log.errors[code] = log.errors.get(code, 0) + 1
+        Keeps the running counts the progress line and the prober read, so
+        neither scans the plan while the load runs.
+        """
+        require(self.outcome[i] is None, "a transaction is answered once")
+        self.outcome[i] = code
+        self.answered += 1
+        if code == ACCEPTED:
+            if self.last_accepted is None or i > self.last_accepted:
+                self.last_accepted = i
+        else:
+            self.refused += 1
+            self.errors[code] = self.errors.get(code, 0) + 1
 
 
 async def _post_batch(
-    client: httpx.AsyncClient, plan: list[PlannedTx], indices: list[int], log: SendLog
+    poster: TxPoster, plan: list[PlannedTx], indices: list[int], log: SendLog
 ) -> None:
-    body = '{"txs":["' + '","'.join(plan[i].hex for i in indices) + '"]}'
+    body = ('{"txs":["' + '","'.join(plan[i].hex for i in indices) + '"]}').encode()
     now_ms = time.time() * 1000
     for i in indices:
         log.send_ms[i] = now_ms
     log.requests += 1
+    results = None
+    failure = None
     try:
-        response = await client.post(
-            "/v1/txs", content=body, headers={"content-type": "application/json"}
-        )
-        results = response.json().get("results") if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError) as exc:
-        results = None
-        _count_error(log, f"request: {type(exc).__name__}")
+        status, answer = await poster.post("/v1/txs", body)
+        doc = json.loads(answer) if status == 200 else None
+        results = doc.get("results") if isinstance(doc, dict) else None
+    except PostError as exc:
+        failure = f"request: {exc}"
+    except ValueError:
+        failure = "request: answer is not JSON"
+    if failure is not None:
+        log.errors[failure] = log.errors.get(failure, 0) + 1
     if not isinstance(results, list) or len(results) != len(indices):
         log.request_errors += 1
         for i in indices:
-            log.outcome[i] = "request_failed"
-        _count_error(log, "request_failed")
+            log.process_outcome(i, "request_failed")
         return
     for i, result in zip(indices, results, strict=True):
         if isinstance(result, dict) and result.get("hash") == plan[i].tx_hash.hex():
-            log.outcome[i] = ACCEPTED
+            log.process_outcome(i, ACCEPTED)
         else:
             code = str(result.get("error", "bad_result")) if isinstance(result, dict) else "bad"
-            log.outcome[i] = code
-            _count_error(log, code)
+            log.process_outcome(i, code)
 
 
 async def _node_sender(
-    client: httpx.AsyncClient,
+    poster: TxPoster,
     plan: list[PlannedTx],
     indices: list[int],
     due: Callable[[int], float],
@@ -93,7 +113,7 @@ async def _node_sender(
     async def post(batch: list[int]) -> None:
         nonlocal in_flight
         try:
-            await _post_batch(client, plan, batch, log)
+            await _post_batch(poster, plan, batch, log)
         finally:
             in_flight -= 1
 
@@ -141,16 +161,13 @@ async def process_send_plan(
     by_node: dict[int, list[int]] = {}
     for i, tx in enumerate(plan):
         by_node.setdefault(tx.node, []).append(i)
-    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
+    posters = {
+        node: TxPoster(urls[node], timeout_s=30.0, max_connections=max_in_flight)
+        for node in by_node
+    }
     async with AsyncExitStack() as stack:
-        # clients are built before the schedule starts: building one costs
-        # milliseconds of CPU that must not eat into the first send slots
-        clients = {
-            node: await stack.enter_async_context(
-                httpx.AsyncClient(base_url=urls[node], timeout=30.0, limits=limits)
-            )
-            for node in by_node
-        }
+        for poster in posters.values():
+            stack.push_async_callback(poster.aclose)
         start = trio.current_time() + 0.05
 
         def due(i: int) -> float:
@@ -159,7 +176,7 @@ async def process_send_plan(
         async with trio.open_nursery() as nursery:
             for node, indices in sorted(by_node.items()):
                 nursery.start_soon(
-                    _node_sender, clients[node], plan, indices, due, log, tick_s, max_in_flight
+                    _node_sender, posters[node], plan, indices, due, log, tick_s, max_in_flight
                 )
     return log
 

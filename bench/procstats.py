@@ -1,4 +1,4 @@
-"""Per-process CPU time and memory from /proc (Linux).
+"""Per-process CPU time and memory, and the host's busy CPU time, from /proc (Linux).
 
 CPU is utime + stime of one process (field 14 + 15 of ``/proc/PID/stat``),
 converted from clock ticks to microseconds. Resident memory is ``VmRSS`` and
@@ -63,3 +63,22 @@ def get_self_cpu_us() -> int:
     """Return this process's own utime + stime (all threads) in microseconds."""
     times = os.times()
     return int((times.user + times.system) * 1_000_000)
+
+
+def get_host_cpu_ticks() -> tuple[int, int] | None:
+    """Return (busy, total) clock ticks of all the host's CPUs since boot, or None.
+
+    From the ``cpu`` line of ``/proc/stat``: total is user + nice + system +
+    idle + iowait + irq + softirq + steal (guest time is already inside
+    user); busy is total minus idle and iowait.
+    """
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    ticks = [int(v) for v in fields[1:9]]
+    total = sum(ticks)
+    return total - ticks[3] - ticks[4], total

@@ -158,6 +158,8 @@ def compute_markdown(report: dict[str, Any]) -> str:
         f"{_f(_d(report, 'memory').get('max_late_rss_growth_mb_per_min'))} MB/min |",
         f"| generator CPU share (of one core) | "
         f"{_f(report.get('generator_cpu_share'), 1, 100, ' %')} |",
+        f"| host CPU busy (all cores, whole host) | "
+        f"{_f(report.get('host_cpu_busy_share'), 1, 100, ' %')} |",
         f"| generator schedule lag p99 | {_f(report.get('send_lag_p99_ms'))} ms |",
         f"| drained and settled after the load | {report.get('drained')} |",
         f"| all nodes agree (block hash + state digest) | {report.get('agreement')} |",

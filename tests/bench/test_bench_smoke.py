@@ -48,6 +48,8 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
     assert report["settlement_failure_rate"] == 0
     assert report["agreement"]["agree"] is True
     assert report["verify_floor_us"] > 0
+    assert 0 < report["host_cpu_busy_share"] <= 1
+    assert report["rejections"] == {}  # the generator's client lost no request
     # Throughput needs two status samples inside the window; a starved machine
     # may not give them, so the smoke run only checks the figure's type.
     assert report["tx_per_s"] is None or report["tx_per_s"] >= 0

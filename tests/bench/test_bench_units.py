@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
-from bench import stats
-from bench.harness import compute_saturation
+from bench import loadgen, stats
+from bench.harness import compute_busy_share, compute_saturation
 from bench.netns import compute_plan
+from bench.procstats import get_host_cpu_ticks
 from bench.report import REQUIRED_KEYS, compute_markdown, get_missing_keys
 from bench.workload import MIX_CYCLE, Workload, WorkloadError, build_workload
 from consensus.crypto import compute_hash, compute_seed_from_label
+from consensus.invariant import InvariantError
 from ledger.tx import TxKind, decode_tx, get_tx_error
 
 
@@ -210,3 +213,31 @@ def test_bench_options_refuse_an_epoch_length_outside_its_range(tmp_path: Any) -
     for bad in (0, MAX_EPOCH_LENGTH + 1):
         error = BenchOptions(out=tmp_path, epoch_length=bad).get_error()
         assert error is not None and "--epoch-length" in error
+
+
+def test_send_log_counts_answers_as_they_arrive() -> None:
+    log = loadgen.new_log(5)
+    log.process_outcome(3, loadgen.ACCEPTED)
+    log.process_outcome(1, "bad_nonce")
+    log.process_outcome(0, loadgen.ACCEPTED)
+    assert (log.answered, log.refused, log.get_accepted_count()) == (3, 1, 2)
+    assert log.last_accepted == 3  # the latest in plan order, not in answer order
+    assert log.errors == {"bad_nonce": 1}
+    assert log.outcome == ["", "bad_nonce", None, "", None]
+    with pytest.raises(InvariantError):
+        log.process_outcome(3, "bad_nonce")
+
+
+def test_host_cpu_busy_share_counts_busy_ticks_of_all_cores() -> None:
+    first = get_host_cpu_ticks()
+    assert first is not None and 0 <= first[0] <= first[1]
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:  # busy for 20 ticks of this process alone
+        pass
+    last = get_host_cpu_ticks()
+    assert last is not None and last[0] >= first[0] + 15
+    share = compute_busy_share(first, last)
+    assert share is not None and 0 < share <= 1
+    assert compute_busy_share((10, 100), (40, 200)) == 0.3
+    assert compute_busy_share((10, 100), (10, 100)) is None
+    assert compute_busy_share(None, last) is None
