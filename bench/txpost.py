@@ -3,8 +3,8 @@
 The load generator shares the cores with the nodes it measures, so its cost
 per request is taken from them. A general client (httpx) spends about 1.8 ms
 of CPU per small request; this one keeps one h11 connection per in-flight
-request slot and costs a fraction of that. It speaks only what the load needs:
-a JSON body out, a status code and a bounded body back.
+request slot and does only what the load needs: a JSON body out, a status
+code and a bounded body back.
 """
 
 from __future__ import annotations
