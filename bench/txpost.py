@@ -55,18 +55,12 @@ class TxPoster:
         try:
             with trio.fail_after(self._timeout_s):
                 status, answer = await self._exchange(stream, conn, target, body)
-        except trio.TooSlowError as exc:
+        except BaseException as exc:
             await self._close(stream)
-            raise PostError("timeout") from exc
-        except (OSError, trio.BrokenResourceError) as exc:
-            await self._close(stream)
-            raise PostError("connection lost") from exc
-        except h11.ProtocolError as exc:
-            await self._close(stream)
-            raise PostError("protocol error") from exc
-        except BaseException:
-            await self._close(stream)
-            raise
+            reason = _get_failure_reason(exc)
+            if reason is None:
+                raise
+            raise PostError(reason) from exc
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
             self._idle.append((stream, conn, trio.current_time()))
@@ -140,7 +134,22 @@ class TxPoster:
                 raise trio.BrokenResourceError("closed before the answer ended")
 
 
+def _get_failure_reason(exc: BaseException) -> str | None:
+    """Return the PostError reason for a failed exchange, or None to let ``exc`` through."""
+    if isinstance(exc, trio.TooSlowError):
+        return "timeout"
+    if isinstance(exc, (OSError, trio.BrokenResourceError)):
+        return "connection lost"
+    if isinstance(exc, h11.ProtocolError):
+        return "protocol error"
+    return None
+
+
 def _is_readable(stream: trio.SocketStream) -> bool:
-    """Return True iff the socket has something to read right now (never blocks)."""
-    readable, _, _ = select.select([stream.socket.fileno()], [], [], 0)
-    return bool(readable)
+    """Return True iff the socket has something to read right now (never blocks).
+
+    ``poll``, not ``select``: any descriptor number works, also above 1023.
+    """
+    poller = select.poll()
+    poller.register(stream.socket.fileno(), select.POLLIN)
+    return bool(poller.poll(0))

@@ -235,7 +235,7 @@ def test_host_cpu_busy_share_counts_busy_ticks_of_all_cores() -> None:
     while time.process_time() < deadline:  # busy for 20 ticks of this process alone
         pass
     last = get_host_cpu_ticks()
-    assert last is not None and last[0] >= first[0] + 15
+    assert last is not None and last[0] >= first[0] + 10
     share = compute_busy_share(first, last)
     assert share is not None and 0 < share <= 1
     assert compute_busy_share((10, 100), (40, 200)) == 0.3
