@@ -3,7 +3,7 @@
 Usage: python -m bench.http_ingress [--requests N] [--txs-per-request K]
 
 Serves the node's own HTTP app (``node.http_api.create_app`` under
-``serve_http``, Hypercorn's trio worker, as a node runs it) in a child
+``serve_http``, :mod:`node.http_server`, as a node runs it) in a child
 process, over a service that admits every transaction without checking it,
 so only the HTTP path is measured. Posts ``N`` ``POST /v1/txs`` requests of
 ``K`` transactions each over one keep-alive connection (``bench.txpost``, the
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     cost = compute_ingress_cost(args.requests, args.txs_per_request)
-    print(f"server (Hypercorn + app)  {cost['server_us_per_request']:8.0f} us CPU per request")
+    print(f"server (server + app)     {cost['server_us_per_request']:8.0f} us CPU per request")
     print(f"  of which the app         {cost['app_us_per_request']:8.0f} us")
     print(f"client (bench.txpost)     {cost['client_us_per_request']:8.0f} us CPU per request")
     return 0

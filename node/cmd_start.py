@@ -26,7 +26,7 @@ def configure_logging(level: str, name: str) -> None:
         format=f"%(asctime)s %(levelname)s node={name} logger=%(name)s %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("libp2p", "multiaddr", "hypercorn", "dmchain.http.server"):
+    for noisy in ("libp2p", "multiaddr", "dmchain.http.server"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # py-libp2p detaches its loggers from the root (no handler, no propagation),
     # so its warnings reached stderr bare, without time or node: format them too.

@@ -1,5 +1,5 @@
 """HTTP API of a node: FastAPI routes over a :class:`NodeService`, served by
-Hypercorn's trio worker inside the node's trio loop.
+:mod:`node.http_server` inside the node's trio loop.
 
 The OpenAPI spec is served at ``/openapi.json`` (and browsable at ``/docs``).
 Transactions are posted as raw canonical bytes (``application/octet-stream``)
@@ -18,8 +18,6 @@ from typing import Any, Protocol
 import trio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 from node.blobstore import (
     BlobCorruptError,
@@ -30,6 +28,7 @@ from node.blobstore import (
     BlobTooLargeError,
     is_blob_name,
 )
+from node.http_server import serve_http_app
 
 logger = logging.getLogger("dmchain.http")
 
@@ -480,11 +479,6 @@ async def serve_http(
     *,
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``app`` on ``host:port`` in the current trio loop until cancelled."""
-    config = HypercornConfig()
-    config.bind = [f"{host}:{port}"]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("dmchain.http.server")
-    config.keep_alive_timeout = 30
-    config.graceful_timeout = 2
-    await serve(app, config, task_status=task_status)  # type: ignore[arg-type]
+    """Serve ``app`` on ``host:port`` in the current trio loop until cancelled
+    (:mod:`node.http_server`, keep-alive connections idle for 30 s at most)."""
+    await serve_http_app(app, host, port, task_status=task_status)
