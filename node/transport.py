@@ -16,9 +16,10 @@ connection or stream from a peer ID that is not a member is closed, logged
 and counted. A member whose stream carries a malformed or oversized frame has
 that stream reset (logged, counted); the member's writer reconnects.
 
-Liveness: an idle writer sends a heartbeat (a zero-length frame) every
-``heartbeat_interval``; a connected member that sends nothing for
-``idle_timeout`` has its connection closed and redialled.
+Liveness: a writer that wrote nothing for about ``heartbeat_interval`` sends a
+heartbeat (a zero-length frame), woken by one timer task for all peers; a
+connected member that sends nothing for ``idle_timeout`` has its connection
+closed and redialled.
 
 Write-ahead hook: ``before_write``, when given, is awaited with the frames of
 a batch before that batch is written, in the writer task. The node makes its
@@ -182,6 +183,8 @@ class _Peer:
     waiting_since: float | None = None
     connection_ready: trio.Event = field(default_factory=trio.Event)
     last_heard: float = 0.0
+    writes: int = 0  # writes to this peer (batches and heartbeats), for the heartbeat loop
+    heartbeat_due: bool = False
 
 
 def compute_members(raw: Mapping[str, Member | tuple[str, str]]) -> dict[str, Member]:
@@ -419,6 +422,9 @@ class Transport:
                                     work, f"transport.peer.{peer.name}", self._run_peer, peer,
                                     forever=True,
                                 )
+                            start_supervised(
+                                work, "transport.heartbeats", self._heartbeat_loop, forever=True
+                            )
                             task_status.started()
                             await trio.sleep_forever()
                     finally:
@@ -447,6 +453,7 @@ class Transport:
             first = False
             self.metrics.connects += 1
             peer.connected = True
+            peer.heartbeat_due = False
             peer.last_heard = trio.current_time()
             logger.info("event=peer_connected peer=%s", peer.name)
             idle = False
@@ -509,20 +516,26 @@ class Transport:
         return stream
 
     async def _write_loop(self, peer: _Peer, stream: INetStream) -> None:
-        """Drain the queue in batches, one write() per batch, until a write fails."""
+        """Drain the queue in batches, one write() per batch, until a write fails.
+
+        An idle writer sleeps on ``peer.wakeup`` with no timer of its own:
+        :meth:`_heartbeat_loop` wakes it when a heartbeat is due.
+        """
         max_batch = self.limits.max_batch_bytes
-        heartbeat_interval = self.limits.heartbeat_interval
         idle_timeout = self.limits.idle_timeout
         while True:
-            while not peer.queue:
+            while not peer.queue and not peer.heartbeat_due:
                 peer.wakeup = trio.Event()
-                with trio.move_on_after(heartbeat_interval):
-                    await peer.wakeup.wait()
-                if not peer.queue:
-                    await self._write_heartbeat(stream)
+                await peer.wakeup.wait()
+            if peer.heartbeat_due:
+                peer.heartbeat_due = False
                 silent = trio.current_time() - peer.last_heard
                 if silent > idle_timeout:
                     raise PeerIdleError(f"nothing received for {silent:.1f} s")
+                if not peer.queue:
+                    await self._write_heartbeat(stream)
+                    peer.writes += 1
+                    continue
             batch: list[bytes] = []
             wire_bytes = 0
             queue = peer.queue
@@ -545,9 +558,31 @@ class Transport:
             finally:
                 if not written:  # failed, or cancelled because the stream closed
                     self.metrics.frames_lost += len(batch)
+            peer.writes += 1
             self.metrics.writes += 1
             self.metrics.frames_out += len(batch)
             self.metrics.bytes_out += len(data)
+
+    async def _heartbeat_loop(self) -> None:
+        """Every half heartbeat interval, wake the writer of each connected peer
+        that saw no write since the last pass (it sends a heartbeat, so a stream
+        is never silent for much longer than one interval) or that has been
+        silent for over ``idle_timeout`` (its writer drops the connection, even
+        while it has frames to send).
+
+        One timer for all peers, instead of a timeout around every writer's
+        wait, which cost a cancel scope and a deadline per written batch."""
+        seen: dict[str, int] = {}
+        idle_timeout = self.limits.idle_timeout
+        while True:
+            await trio.sleep(self.limits.heartbeat_interval / 2)
+            now = trio.current_time()
+            for name, peer in self._peers.items():
+                quiet = seen.get(name) == peer.writes
+                if peer.connected and (quiet or now - peer.last_heard > idle_timeout):
+                    peer.heartbeat_due = True
+                    peer.wakeup.set()
+                seen[name] = peer.writes
 
     async def _write_heartbeat(self, stream: INetStream) -> None:
         try:

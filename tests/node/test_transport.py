@@ -384,6 +384,35 @@ async def test_silent_member_is_disconnected(caplog: pytest.LogCaptureFixture) -
     )
 
 
+async def test_silent_member_is_disconnected_while_frames_keep_going_to_it() -> None:
+    limits = TransportLimits(
+        heartbeat_interval=0.05, idle_timeout=0.3, reconnect_initial_delay=0.02,
+        reconnect_max_delay=0.2,
+    )
+    members, transports, _ = _cluster(["a", "c"], limits)
+    a = transports["a"]
+    c_host = new_host(key_pair=_key("c"))  # accepts a's stream, never writes back
+
+    async def swallow(stream: Any) -> None:
+        while await stream.read(65536):
+            pass
+
+    async def keep_sending() -> None:
+        while True:  # more often than the heartbeat interval: a's writer is never idle
+            a.send("c", b"frame")
+            await trio.sleep(0.01)
+
+    c_host.set_stream_handler(FRAMES_PROTOCOL, swallow)
+    async with trio.open_nursery() as nursery, c_host.run(
+        [multiaddr.Multiaddr(members["c"].multiaddr)]
+    ):
+        await _start(nursery, a)
+        nursery.start_soon(keep_sending)
+        await _wait_until(lambda: a.metrics.idle_disconnects >= 1, "idle disconnect")
+        nursery.cancel_scope.cancel()
+    assert a.metrics.frames_out > 0
+
+
 def test_queue_bounds_and_unknown_peers() -> None:
     members = {
         "a": Member(_peer_id("a"), "/ip4/127.0.0.1/tcp/1"),
