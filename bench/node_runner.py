@@ -9,6 +9,9 @@ Usage: ``python -m bench.node_runner start --home DIR`` (same arguments as
 - ``DMCHAIN_BENCH_TRACEMALLOC=DIR``: trace allocations (``tracemalloc``, 4
   frames) and write a snapshot to ``DIR/<node pid>-<n>.snap`` on each SIGUSR1,
   to compare what a node holds at two points of a run (slows the node).
+  ``DMCHAIN_BENCH_TRACEMALLOC_NODES=node03,node13`` limits it to those nodes
+  (the names of their home directories): tracing all 18 slows a 2-core host
+  so much that consensus stalls.
 - ``DMCHAIN_BENCH_MEMSTATS=DIR``: on each SIGUSR2 write ``DIR/<node pid>-<n>.json``
   with the node's RSS (anonymous / file), glibc heap figures, the most
   numerous Python object types and the garbage collector's passes and pause
@@ -51,6 +54,7 @@ ENV_TICK_MS = "DMCHAIN_BENCH_TICK_MS"
 ENV_IN_FLIGHT = "DMCHAIN_BENCH_IN_FLIGHT"
 ENV_ALL_TO_ALL_VOTES = "DMCHAIN_BENCH_ALL_TO_ALL_VOTES"
 ENV_TRACEMALLOC = "DMCHAIN_BENCH_TRACEMALLOC"
+ENV_TRACEMALLOC_NODES = "DMCHAIN_BENCH_TRACEMALLOC_NODES"
 ENV_MEMSTATS = "DMCHAIN_BENCH_MEMSTATS"
 TRACEMALLOC_FRAMES = 4
 MEMSTATS_TYPES = 40
@@ -199,6 +203,16 @@ def process_apply_overrides(env: dict[str, str]) -> list[str]:
     return changed
 
 
+def is_traced_node(argv: list[str], names: str) -> bool:
+    """Return True iff ``names`` (comma-separated) is empty or names the node
+    whose ``--home`` directory ``argv`` gives."""
+    wanted = {name for name in names.split(",") if name}
+    if not wanted:
+        return True
+    home = argv[argv.index("--home") + 1] if "--home" in argv[:-1] else ""
+    return Path(home).name in wanted
+
+
 def main(argv: list[str]) -> int:
     """Run ``node.cli.main(argv)`` with the overrides and profiler the environment asks for."""
     from node.cli import main as cli_main
@@ -207,7 +221,7 @@ def main(argv: list[str]) -> int:
     if changed:
         print(f"bench node runner: experiment overrides: {', '.join(changed)}", flush=True)
     traced = os.environ.get(ENV_TRACEMALLOC)
-    if traced:
+    if traced and is_traced_node(argv, os.environ.get(ENV_TRACEMALLOC_NODES, "")):
         process_start_tracemalloc(Path(traced))
     memstats = os.environ.get(ENV_MEMSTATS)
     if memstats:

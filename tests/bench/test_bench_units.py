@@ -241,3 +241,13 @@ def test_host_cpu_busy_share_counts_busy_ticks_of_all_cores() -> None:
     assert compute_busy_share((10, 100), (40, 200)) == 0.3
     assert compute_busy_share((10, 100), (10, 100)) is None
     assert compute_busy_share(None, last) is None
+
+
+def test_tracemalloc_can_be_limited_to_named_nodes() -> None:
+    from bench.node_runner import is_traced_node
+
+    argv = ["start", "--home", "/tmp/run/testnet/node03"]
+    assert is_traced_node(argv, "")
+    assert is_traced_node(argv, "node13,node03")
+    assert not is_traced_node(argv, "node13")
+    assert not is_traced_node(["start"], "node03")
