@@ -56,6 +56,7 @@ from consensus.events import (
     ValidatorSetChanged,
     WorkAvailable,
 )
+from consensus.invariant import require
 from consensus.messages import CommittedBlock, FetchResponse, SettledNotice
 from consensus.pbft import PbftConfig, PbftReplica
 from consensus.pos import PosConfig, PosValidator
@@ -128,16 +129,22 @@ MAX_PENDING_BLOCKS = 4_096
 MAX_SYNC_BLOCKS = 32
 MAX_SYNC_NOTICES = 16
 MAX_SETTLED_KEPT = 256
-# Entries (one peer's frames of one read) per inbox queue (consensus, batches).
+# Entries (one peer's frames of one read) per inbox queue (consensus, batches),
+# and frame bytes per queue: a node that falls behind buffers at most this much
+# (a maximal frame always fits).
 MAX_INBOX = 50_000
+MAX_INBOX_BYTES = 64 * 1024 * 1024
 # Hashes of transactions whose signature this node checked and that no block
 # has executed yet (dropped on execution, oldest first past this bound).
 VERIFIED_REMEMBERED = 100_000
 # Committed hashes a replica's pool remembers, so a copy gossiped late is not
-# proposed again: 50,000 (about 8 MB) is almost 4 minutes at 220 tx/s and 10 s
-# at 4,750 tx/s, far beyond a gossip delay (500,000 grew each replica's memory
-# for over an hour at 100 tx/s).
+# verified and pooled again (one that is, is dropped for its nonce when
+# proposed): for COMMITTED_HORIZON_S, four times the longest forwarding
+# escalation delay, and at most 50,000 (about 8 MB; 10 s at 4,750 tx/s). With
+# the count bound alone (500,000, then 50,000) each node's memory grew for as
+# long as it took to fill: over an hour at 100 tx/s, 13 minutes at 64 tx/s.
 COMMITTED_REMEMBERED = 50_000
+COMMITTED_HORIZON_S = 120.0
 PBFT_WINDOW = 6
 # The leader keeps at most this many of its proposals uncommitted. Blocks then
 # grow with the round time instead of the tick splitting the load into many
@@ -278,7 +285,9 @@ class Node:
         self.mempool = Mempool(
             limits.mempool_max_txs, limits.mempool_max_bytes, limits.mempool_max_per_sender
         )
-        self.pool = ProposalPool(limits.mempool_max_txs, COMMITTED_REMEMBERED)
+        self.pool = ProposalPool(
+            limits.mempool_max_txs, COMMITTED_REMEMBERED, COMMITTED_HORIZON_S
+        )
         self.forwards = ForwardLog(limits.mempool_max_txs)
         # The highest view this node has seen certified (replicas use their own).
         self._certified_view = 0
@@ -310,7 +319,11 @@ class Node:
         self._settled_unmapped: dict[int, bytes] = {}
         self._settled_checkpoints: OrderedDict[int, SettledCheckpoint] = OrderedDict()
         self._own_nonce = queries.get_account(self.ledger.state, self.public_key).nonce
-        self._inbox = Inbox(MAX_INBOX)
+        require(
+            self.config.limits.max_frame_bytes <= MAX_INBOX_BYTES,
+            "the inbox must hold a maximal frame",
+        )
+        self._inbox = Inbox(MAX_INBOX, MAX_INBOX_BYTES)
         self._inbox_ready = trio.Event()
         self._inbox_dropped = 0
         members = {v.name: Member(v.peer_id, v.multiaddr) for v in self.genesis.validators}
@@ -716,7 +729,7 @@ class Node:
         if block.txs:
             self._last_tx_height = max(self._last_tx_height, height)
         hashes = [tx.tx_hash for tx in block.txs]
-        self.pool.process_committed(hashes)
+        self.pool.process_committed(hashes, time.monotonic())
         self.forwards.process_committed(hashes)
         for tx in block.txs:
             self.mempool.process_committed_nonce(tx.sender, tx.nonce + 1)

@@ -28,7 +28,12 @@ from collections.abc import Callable, Iterable
 class ProposalPool:
     """Bounded FIFO of verified raw transactions keyed by hash."""
 
-    def __init__(self, max_txs: int, max_committed_remembered: int = 500_000) -> None:
+    def __init__(
+        self,
+        max_txs: int,
+        max_committed_remembered: int = 500_000,
+        committed_horizon_s: float = math.inf,
+    ) -> None:
         if max_txs <= 0:
             raise ValueError("pool bound must be positive")
         self.max_txs = max_txs
@@ -40,8 +45,10 @@ class ProposalPool:
         self._next_in_flight: dict[bytes, int] = {}
         # When each held-back transaction first waited for its predecessor.
         self._waiting_since: dict[bytes, float] = {}
-        self._committed: OrderedDict[bytes, None] = OrderedDict()
+        # Committed hash -> when it committed (seconds, any monotonic origin), oldest first.
+        self._committed: OrderedDict[bytes, float] = OrderedDict()
         self._max_committed = max_committed_remembered
+        self._committed_horizon_s = committed_horizon_s
         self.dropped = 0
         self.stale_dropped = 0
 
@@ -148,16 +155,22 @@ class ProposalPool:
                 sender, nonce = key
                 self._next_in_flight[sender] = max(self._next_in_flight.get(sender, 0), nonce + 1)
 
-    def process_committed(self, tx_hashes: list[bytes]) -> None:
-        """Remove committed transactions and remember them for a while."""
+    def process_committed(self, tx_hashes: list[bytes], now: float = 0.0) -> None:
+        """Remove committed transactions and remember them (committed at ``now``,
+        seconds, the clock of the other calls) for ``committed_horizon_s``, at
+        most ``max_committed_remembered`` of them."""
         for tx_hash in tx_hashes:
             self._txs.pop(tx_hash, None)
             self._in_flight.discard(tx_hash)
-            self._committed[tx_hash] = None
+            self._committed[tx_hash] = now
+            self._committed.move_to_end(tx_hash)
             self._waiting_since.pop(tx_hash, None)
             key = self._keys.pop(tx_hash, None)
             if key is not None and self._next_in_flight.get(key[0], 0) <= key[1] + 1:
                 self._next_in_flight.pop(key[0], None)
-        while len(self._committed) > self._max_committed:
-            self._committed.popitem(last=False)
+        committed = self._committed
+        while len(committed) > self._max_committed or (
+            committed and now - next(iter(committed.values())) > self._committed_horizon_s
+        ):
+            committed.popitem(last=False)
 

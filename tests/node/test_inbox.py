@@ -10,7 +10,7 @@ def _entry(name: str) -> InboxEntry:
 
 
 def test_consensus_entries_go_before_batches_in_fifo_order() -> None:
-    inbox = Inbox(max_entries=10, max_streak=8)
+    inbox = Inbox(max_entries=10, max_bytes=1000, max_streak=8)
     assert inbox.process_put(_entry("b1"), is_batch=True)
     assert inbox.process_put(_entry("c1"), is_batch=False)
     assert inbox.process_put(_entry("b2"), is_batch=True)
@@ -21,7 +21,7 @@ def test_consensus_entries_go_before_batches_in_fifo_order() -> None:
 
 
 def test_batches_get_one_turn_after_each_streak_of_consensus_entries() -> None:
-    inbox = Inbox(max_entries=100, max_streak=3)
+    inbox = Inbox(max_entries=100, max_bytes=1000, max_streak=3)
     for i in range(7):
         inbox.process_put(_entry(f"c{i}"), is_batch=False)
     for i in range(2):
@@ -33,9 +33,22 @@ def test_batches_get_one_turn_after_each_streak_of_consensus_entries() -> None:
 
 
 def test_each_queue_is_bounded_on_its_own() -> None:
-    inbox = Inbox(max_entries=2)
+    inbox = Inbox(max_entries=2, max_bytes=1000)
     assert inbox.process_put(_entry("b1"), is_batch=True)
     assert inbox.process_put(_entry("b2"), is_batch=True)
     assert not inbox.process_put(_entry("b3"), is_batch=True)
     assert inbox.process_put(_entry("c1"), is_batch=False)
     assert len(inbox) == 3
+
+
+def test_each_queue_is_bounded_in_bytes_and_frees_them_when_taken() -> None:
+    inbox = Inbox(max_entries=100, max_bytes=10)
+    assert inbox.process_put(InboxEntry("p", [b"aaaa", b"bbbb"], 0.0), is_batch=True)
+    assert not inbox.process_put(InboxEntry("p", [b"ccc"], 0.0), is_batch=True)  # 8 + 3 > 10
+    assert inbox.process_put(InboxEntry("p", [b"cc"], 0.0), is_batch=True)  # exactly 10
+    assert inbox.process_put(InboxEntry("q", [b"x" * 10], 0.0), is_batch=False)  # own bound
+    assert inbox.get_bytes() == 20
+    assert inbox.process_take() is not None and inbox.get_bytes() == 10
+    assert inbox.process_take() is not None  # the 8-byte batch entry
+    assert inbox.process_put(InboxEntry("p", [b"dddddddd"], 0.0), is_batch=True)
+    assert inbox.get_bytes() == 10

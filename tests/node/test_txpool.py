@@ -52,6 +52,17 @@ def test_committed_transactions_leave_the_pool_and_are_remembered() -> None:
     assert not pool.add(hashes[2], b"tx-2")
 
 
+def test_committed_hashes_are_forgotten_past_the_horizon() -> None:
+    pool = ProposalPool(max_txs=10, max_committed_remembered=100, committed_horizon_s=60.0)
+    old, new = compute_hash(b"old"), compute_hash(b"new")
+    pool.process_committed([old], now=1000.0)
+    pool.process_committed([new], now=1050.0)
+    assert pool.is_known(old) and pool.is_known(new)  # 50 s: both within the horizon
+    pool.process_committed([], now=1061.0)
+    assert not pool.is_known(old) and pool.is_known(new)
+    assert pool.add(old, b"old")  # a copy arriving now is pooled (its nonce drops it later)
+
+
 def test_pool_bound_must_be_positive() -> None:
     with pytest.raises(ValueError):
         ProposalPool(max_txs=0)
