@@ -8,8 +8,9 @@ from collections import OrderedDict
 from consensus.evidence import Evidence
 from consensus.votes import Vote, VoteKind
 
-# ~20 distinct votes per PBFT block: 20,000 votes cover the last ~1,000 blocks
-# (far beyond the 2-window acceptance range) in ~11 MB; 200,000 took ~110 MB.
+# About 550 B per remembered vote (200,000 took ~110 MB). The layers size
+# their detectors by the horizon they need (pbft.DETECTOR_BLOCKS,
+# pos.DETECTOR_EPOCHS), so memory stops growing once that horizon has passed.
 DEFAULT_DETECTOR_CAPACITY = 20_000
 
 

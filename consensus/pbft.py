@@ -57,6 +57,10 @@ PBFT_KINDS = (VoteKind.PBFT_PRE_PREPARE, VoteKind.PBFT_PREPARE, VoteKind.PBFT_CO
 MAX_FUTURE_VIEWS = 64
 MAX_SETTLED_REMEMBERED = 256
 MAX_DIGESTS_PER_SIGNER = 3
+# Blocks whose votes the equivocation detector remembers (2n+1 distinct votes
+# each): 20 times the span a view change can carry (2 windows of sequence
+# numbers). With a fixed 20,000 votes a replica's memory grew for minutes.
+DETECTOR_BLOCKS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +202,7 @@ class PbftReplica:
         self._fetch_busy = False
         self._fetch_at_timeout = -1
         self._peers_at_timeout = -1
-        self._detector = EquivocationDetector()
+        self._detector = EquivocationDetector(DETECTOR_BLOCKS * (2 * config.n + 1))
         self._out: list[Action] = []
         self._max_message = self._compute_max_message_size()
         if restored:

@@ -54,6 +54,10 @@ from consensus.votes import Vote, VoteKind, compute_vote
 
 MAX_PENDING_EPOCHS = 16
 MAX_SETTLED_KEPT = 64
+# Epochs whose checkpoint votes the equivocation detector remembers (one vote
+# per genesis validator each): 8 times the pending range. With a fixed 20,000 votes
+# every node's memory grew for about an hour at the benchmark's block rate.
+DETECTOR_EPOCHS = 128
 POS_MESSAGE_LIMIT = 1 << 20
 
 
@@ -100,7 +104,7 @@ class PosValidator:
         # settled (at most one entry per validator; cleared when an epoch settles).
         self._late_voters: set[bytes] = set()
         self._tally: dict[tuple[int, int, bytes], dict[bytes, CheckpointVote]] = {}
-        self._detector = EquivocationDetector()
+        self._detector = EquivocationDetector(DETECTOR_EPOCHS * len(self.validators))
         self._retry_token = 0
         self._executed_height = 0
         # Settled, but its boundary block is not executed here yet: the next validator
