@@ -319,13 +319,11 @@ class HttpServer:
     async def _run_app(self, exchange: _Exchange, scope: Scope) -> None:
         try:
             await self.app(scope, exchange.receive, exchange.send)
-        except OSError:
-            exchange.broken = True  # the client left; nothing to answer
-            return
         except Exception:
-            logger.exception(
-                "event=http_app_error method=%s path=%s", scope["method"], scope["path"]
-            )
+            if not exchange.broken:  # a failure of the app, not a client that left
+                logger.exception(
+                    "event=http_app_error method=%s path=%s", scope["method"], scope["path"]
+                )
             exchange.broken = exchange.broken or exchange.started
         if not exchange.started and not exchange.broken:
             await _send_error(exchange)

@@ -20,6 +20,8 @@ async def _echo_app(scope: Any, receive: Any, send: Any) -> None:
     path = scope["path"]
     if path == "/fail-early":
         raise RuntimeError("app failed before answering")
+    if path == "/fail-os":
+        raise OSError("disk full")  # the app's own I/O error, not the client's
     body = b""
     if path != "/ignore-body":
         while True:
@@ -150,8 +152,9 @@ async def test_app_failing_before_answering_gets_500_and_the_connection_stays_us
     async with _serving() as (host, server):
         async with httpx.AsyncClient(base_url=f"http://{host}:{_port(server)}") as client:
             failed = await client.get("/fail-early")
+            failed_io = await client.get("/fail-os")
             after = await client.get("/fine")
-        assert failed.status_code == 500
+        assert failed.status_code == 500 and failed_io.status_code == 500
         assert after.status_code == 200
         assert failed.json() == {"error": "internal server error"}
 
