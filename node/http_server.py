@@ -43,7 +43,7 @@ AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 class HttpLimits:
     """Bounds of the HTTP server. Sizes in bytes, times in seconds."""
 
-    max_connections: int = 1024
+    max_connections: int = 512  # with LevelDB's 256 open files, under a 1,024-descriptor limit
     max_head_bytes: int = 16 * 1024
     read_size: int = 64 * 1024
     keep_alive_timeout: float = 30.0
