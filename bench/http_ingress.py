@@ -3,7 +3,7 @@
 Usage: python -m bench.http_ingress [--requests N] [--txs-per-request K]
 
 Serves the node's own HTTP app (``node.http_api.create_app`` under
-``serve_http``, :mod:`node.http_server`, as a node runs it) in a child
+``node.http_server.serve_http_app``, as a node runs it) in a child
 process, over a service that admits every transaction without checking it,
 so only the HTTP path is measured. Posts ``N`` ``POST /v1/txs`` requests of
 ``K`` transactions each over one keep-alive connection (``bench.txpost``, the
@@ -33,7 +33,8 @@ import trio
 
 from bench import procstats
 from bench.txpost import PostError, TxPoster
-from node.http_api import NodeService, create_app, serve_http
+from node.http_api import NodeService, create_app
+from node.http_server import serve_http_app
 
 TX_BYTES = 200  # about the size of a signed transfer
 START_TIMEOUT_S = 30.0
@@ -58,7 +59,7 @@ def _body(txs_per_request: int) -> bytes:
 
 
 async def _serve(port: int) -> None:
-    await serve_http(_build_app(), "127.0.0.1", port)
+    await serve_http_app(_build_app(), "127.0.0.1", port)
 
 
 def _free_port() -> int:

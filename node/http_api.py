@@ -28,7 +28,6 @@ from node.blobstore import (
     BlobTooLargeError,
     is_blob_name,
 )
-from node.http_server import serve_http_app
 
 logger = logging.getLogger("dmchain.http")
 
@@ -470,15 +469,3 @@ async def _get_blob(store: BlobStore, name: str) -> Response:
         media_type="application/octet-stream",
         headers={"content-length": str(size)},
     )
-
-
-async def serve_http(
-    app: FastAPI,
-    host: str,
-    port: int,
-    *,
-    task_status: Any = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve ``app`` on ``host:port`` in the current trio loop until cancelled
-    (:mod:`node.http_server`, keep-alive connections idle for 30 s at most)."""
-    await serve_http_app(app, host, port, task_status=task_status)

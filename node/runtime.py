@@ -83,8 +83,10 @@ from node.certificate_record import (
 )
 from node.config import NodeConfig
 from node.forwarding import ForwardLog
+from node.framing import MAX_FRAME_SIZE_LIMIT
 from node.group_store import GroupCommitStore, migrate_consensus_dir
-from node.http_api import TxRejectedError, create_app, serve_http
+from node.http_api import TxRejectedError, create_app
+from node.http_server import serve_http_app
 from node.inbox import Inbox, InboxEntry
 from node.jobs_doc import get_executor_doc, get_job_doc
 from node.keys import NodeKeys
@@ -134,6 +136,7 @@ MAX_SETTLED_KEPT = 256
 # (a maximal frame always fits).
 MAX_INBOX = 50_000
 MAX_INBOX_BYTES = 64 * 1024 * 1024
+require(MAX_INBOX_BYTES >= MAX_FRAME_SIZE_LIMIT, "the inbox must hold a maximal frame")
 # Hashes of transactions whose signature this node checked and that no block
 # has executed yet (dropped on execution, oldest first past this bound).
 VERIFIED_REMEMBERED = 100_000
@@ -319,10 +322,6 @@ class Node:
         self._settled_unmapped: dict[int, bytes] = {}
         self._settled_checkpoints: OrderedDict[int, SettledCheckpoint] = OrderedDict()
         self._own_nonce = queries.get_account(self.ledger.state, self.public_key).nonce
-        require(
-            self.config.limits.max_frame_bytes <= MAX_INBOX_BYTES,
-            "the inbox must hold a maximal frame",
-        )
         self._inbox = Inbox(MAX_INBOX, MAX_INBOX_BYTES)
         self._inbox_ready = trio.Event()
         self._inbox_dropped = 0
@@ -363,7 +362,8 @@ class Node:
                 nursery.start_soon(run_supervised, "sync", self._sync_loop)
                 nursery.start_soon(run_supervised, "flush", self._flush_loop)
                 app = create_app(self)
-                await nursery.start(serve_http, app, self.config.http_host, self.config.http_port)
+                config = self.config
+                await nursery.start(serve_http_app, app, config.http_host, config.http_port)
                 self._http_ready = True
                 self._execute_actions("pbft", self.pbft.start() if self.pbft else [])
                 self._execute_actions("pos", self.pos.start())
