@@ -14,7 +14,6 @@ import trio
 
 from node.http_server import HttpLimits, HttpServer, serve_http_app
 
-
 # What /wait-disconnect's receive() returned once the answer was sent.
 AFTER_ANSWER: list[str] = []
 
