@@ -32,6 +32,38 @@ class CodecError(ValueError):
     """Raised for values that cannot be encoded and bytes that do not decode."""
 
 
+class Encoded(bytes):
+    """The canonical encoding of one value, embedded as is where it appears in a
+    value being encoded: a part encoded once (a quorum certificate written to
+    the store, a frame and a record) is not encoded again. Made only by
+    :func:`encode_once`, so it always holds exactly one canonical value;
+    ``depth`` is that value's nesting depth, so that the depth limit still
+    holds for the value it is embedded in."""
+
+    depth: int
+
+
+def _get_depth(value: Any) -> int:
+    """How many levels below ``value`` its deepest item lies (0 for a scalar or empty)."""
+    if type(value) is Encoded:
+        return value.depth
+    items = value.values() if isinstance(value, dict) else value
+    if isinstance(value, (list, tuple, dict)) and items:
+        return 1 + max(_get_depth(item) for item in items)
+    return 0
+
+
+def encode_once(value: Any) -> Encoded:
+    """Return the canonical encoding of ``value`` as an :class:`Encoded` part.
+
+    ``encode([x, encode_once(y)]) == encode([x, y])`` for every encodable y,
+    errors (depth and size limits) included.
+    """
+    part = Encoded(encode(value))
+    part.depth = _get_depth(value)
+    return part
+
+
 def _put_varint(out: bytearray, n: int) -> None:
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -65,6 +97,15 @@ def _encode(out: bytearray, value: Any, depth: int) -> None:
         _put_varint(out, len(value))
         for item in value:
             _encode(out, item, depth + 1)
+    elif kind is str:
+        raw = value.encode("utf-8")
+        out.append(_STR)
+        _put_varint(out, len(raw))
+        out += raw
+    elif kind is Encoded:
+        if depth + value.depth > MAX_DEPTH:
+            raise CodecError("value nested too deeply")
+        out += value
     elif value is None:
         out.append(_NONE)
     elif value is True:
@@ -152,9 +193,10 @@ def _decode(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
         return _take(data, pos)
     if tag == _INT:
         z, pos = _read_varint(data, pos)
-        if z.bit_length() > MAX_INT_BITS + 1:
-            raise CodecError("integer too large")
-        return ((z >> 1) if not z & 1 else -((z + 1) >> 1)), pos
+        value = (z >> 1) if not z & 1 else -((z + 1) >> 1)
+        if value.bit_length() > MAX_INT_BITS:
+            raise CodecError("integer too large")  # as encode refuses it: -(2**256)
+        return value, pos
     if tag == _LIST:
         count, pos = _read_varint(data, pos)
         if count > len(data) - pos:

@@ -85,6 +85,48 @@ def test_size_and_depth_limits() -> None:
 def test_integer_bound() -> None:
     with pytest.raises(codec.CodecError, match="too large"):
         codec.encode(2**300)
+    # The one integer whose zigzag form fits the varint bound but not encode's.
+    z = 2**257 - 1
+    edge = bytes([0x03] + [(z >> (7 * i) & 0x7F) | 0x80 for i in range(36)] + [z >> 252])
+    with pytest.raises(codec.CodecError, match="too large"):
+        codec.encode(-(2**256))
+    with pytest.raises(codec.CodecError, match="too large"):
+        codec.decode(edge)
+
+
+@given(values, st.integers(min_value=0, max_value=10_000), st.integers(0, 255))
+def test_whatever_decodes_is_the_canonical_encoding_of_its_value(
+    value: object, where: int, byte: int
+) -> None:
+    """Bytes that decode are exactly the encoding of what they decode to
+    (payloads rely on it to be rebuilt from their parts)."""
+    encoded = bytearray(codec.encode(value))
+    encoded[where % len(encoded)] = byte
+    try:
+        decoded = codec.decode(bytes(encoded))
+    except codec.CodecError:
+        return
+    assert codec.encode(decoded) == bytes(encoded)
+
+
+@given(values, values)
+def test_a_part_encoded_once_embeds_as_its_value_would(first: object, second: object) -> None:
+    part = codec.encode_once(second)
+    assert codec.encode([first, part]) == codec.encode([first, second])
+    assert codec.encode({"a": part, "b": [part]}) == codec.encode({"a": second, "b": [second]})
+
+
+def test_a_part_encoded_once_keeps_the_depth_limit() -> None:
+    deep: object = 7
+    for _ in range(codec.MAX_DEPTH - 1):
+        deep = [deep]
+    part = codec.encode_once(deep)
+    assert part.depth == codec.MAX_DEPTH - 1
+    assert codec.decode(codec.encode([part])) == [deep]
+    with pytest.raises(codec.CodecError, match="deep"):
+        codec.encode([[part]])
+    with pytest.raises(codec.CodecError, match="deep"):
+        codec.encode([[deep]])
 
 
 def test_decode_first_reads_only_the_first_item_of_a_list() -> None:
