@@ -7,9 +7,10 @@ A certificate is stored beside every committed block and checked by any node
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from consensus import codec
 from consensus.crypto import DIGEST_SIZE
 from consensus.verify import is_valid_vote
 from consensus.votes import Vote, VoteKind
@@ -29,10 +30,26 @@ class QuorumCertificate:
     seq: int
     digest: bytes
     votes: tuple[Vote, ...]
+    _encoded: codec.Encoded | None = field(
+        default=None, init=False, repr=False, compare=False, hash=False
+    )
 
     def to_wire(self) -> list[Any]:
         """Return the certificate as a codec-encodable list."""
         return [self.view, self.seq, self.digest, [v.to_wire() for v in self.votes]]
+
+    def get_encoded_wire(self) -> codec.Encoded:
+        """Return the encoding of :meth:`to_wire`, made on the first call and kept.
+
+        It embeds in any codec value in place of ``to_wire()``: an executed
+        block's certificate goes into a record, a frame and a persisted
+        consensus record, and is encoded once for all three.
+        """
+        encoded = self._encoded
+        if encoded is None:
+            encoded = codec.encode_once(self.to_wire())
+            object.__setattr__(self, "_encoded", encoded)
+        return encoded
 
     @staticmethod
     def from_wire(value: Any) -> QuorumCertificate:

@@ -591,7 +591,7 @@ class PbftReplica:
             self.executed = seq
             self._exec_qcs[seq] = qc
             self._exec_digests[seq] = qc.digest
-            self._persist("pbft/executed", [seq, qc.to_wire()])
+            self._persist("pbft/executed", [seq, qc.get_encoded_wire()])
             self._out.append(CommitBlock(seq, payload, qc))
             progressed = True
         if not progressed:
@@ -612,7 +612,8 @@ class PbftReplica:
         self.stable_seq = target
         self.stable_qc = self._exec_qcs.get(target)
         self._persist(
-            "pbft/stable", [target, None if self.stable_qc is None else self.stable_qc.to_wire()]
+            "pbft/stable",
+            [target, None if self.stable_qc is None else self.stable_qc.get_encoded_wire()],
         )
         for table in (self._prepares, self._commits):
             for key in [key for key in table if key[1] <= target]:
