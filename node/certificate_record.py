@@ -20,24 +20,36 @@ from consensus import codec
 from consensus.certificate import QuorumCertificate
 from ledger.block import Block, Header
 from ledger.errors import BlockError
-from node.payload import compute_payload
+from node.payload import Payload, compute_payload
 
 
 class CertificateRecordError(ValueError):
     """A stored certificate record or the block beside it is malformed."""
 
 
-def compute_certificate_record(qc: QuorumCertificate, payload: bytes, block: Block) -> bytes:
-    """Return the record to store for ``block``, executed from ``payload`` under ``qc``.
+def compute_certificate_record(
+    qc: QuorumCertificate, payload: bytes, decoded: Payload, block: Block
+) -> bytes:
+    """Return the record to store for ``block``, executed from ``payload`` under ``qc``;
+    ``decoded`` is ``decode_payload(payload)``.
 
     The payload is left out exactly when :func:`get_record_payload` rebuilds
-    it, byte for byte, from the encoding of ``block``.
+    it, byte for byte, from the encoding of ``block``: when the payload is
+    exact (:class:`node.payload.Payload`) and the block kept its timestamp,
+    proposer and every one of its transactions, in order. Nothing is encoded
+    again to find out.
     """
     header = block.header
-    rebuilt = compute_payload(header.timestamp_ms, header.proposer, [tx.raw for tx in block.txs])
-    if rebuilt == payload:
-        return codec.encode([qc.to_wire()])
-    return codec.encode([qc.to_wire(), payload])
+    rebuildable = (
+        decoded.is_exact
+        and header.timestamp_ms == decoded.timestamp_ms
+        and header.proposer == decoded.proposer
+        and len(block.txs) == len(decoded.raw_txs)
+        and all(tx.raw == raw for tx, raw in zip(block.txs, decoded.raw_txs, strict=True))
+    )
+    if rebuildable:
+        return codec.encode([qc.get_encoded_wire()])
+    return codec.encode([qc.get_encoded_wire(), payload])
 
 
 def _decode_record(record: bytes) -> tuple[object, bytes | None]:

@@ -22,11 +22,18 @@ PAYLOAD_OVERHEAD = 128
 
 @dataclass(frozen=True, slots=True)
 class Payload:
-    """A decoded payload; ``raw_txs`` keep their order."""
+    """A decoded payload; ``raw_txs`` keep their order.
+
+    ``is_exact`` is True iff ``compute_payload(timestamp_ms, proposer,
+    list(raw_txs))`` gives back the decoded bytes: the payload was well formed
+    and every item of its transaction list was bytes (the codec accepts only
+    canonical encodings, so a value that decodes encodes to the same bytes).
+    """
 
     timestamp_ms: int
     proposer: bytes
     raw_txs: tuple[bytes, ...]
+    is_exact: bool = False
 
 
 def compute_payload(timestamp_ms: int, proposer: bytes, raw_txs: list[bytes]) -> bytes:
@@ -62,8 +69,8 @@ def decode_payload(data: bytes) -> Payload:
         or not isinstance(value[3], list)
     ):
         return Payload(0, b"", ())
-    raws = tuple(raw for raw in value[3] if isinstance(raw, bytes))
-    return Payload(value[1], value[2], raws)
+    raws = tuple(raw for raw in value[3] if type(raw) is bytes)
+    return Payload(value[1], value[2], raws, is_exact=len(raws) == len(value[3]))
 
 
 def compute_payload_txs(payload: Payload) -> list[Tx]:

@@ -722,7 +722,7 @@ class Node:
             timestamp_ms=decoded.timestamp_ms,
         )
         new_state, receipts = apply_block(state, block, verified=True)
-        record = compute_certificate_record(qc, payload, block)
+        record = compute_certificate_record(qc, payload, decoded, block)
         self.ledger.commit(new_state, block, receipts, record)
         self._flush_wanted.set()
         block_hash = block.block_hash()
@@ -762,7 +762,7 @@ class Node:
         if not self.followers or self.pbft is None:
             return
         n = len(self.committee_names)
-        frame = bytes([CH_BLOCK]) + codec.encode([height, payload, qc.to_wire()])
+        frame = bytes([CH_BLOCK]) + codec.encode([height, payload, qc.get_encoded_wire()])
         for j, name in enumerate(self.followers):
             if self.pbft.index in (j % n, (j + 1) % n):
                 self.transport.send(name, frame)
