@@ -71,6 +71,7 @@ from node.framing import (
     encode_frames,
 )
 from node.tasks import start_supervised
+from node.tcp_read_buffer import install_buffered_tcp_reads
 from node.yamux_window import install_batched_window_updates
 
 logger = logging.getLogger("dmchain.transport")
@@ -261,6 +262,7 @@ class Transport:
         self.before_write = before_write
         self.limits.check()
         install_batched_window_updates()
+        install_buffered_tcp_reads()
         self.identity = identity
         self.peer_id = ID.from_pubkey(identity.public_key)
         try:
