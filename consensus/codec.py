@@ -36,32 +36,31 @@ class Encoded(bytes):
     """The canonical encoding of one value, embedded as is where it appears in a
     value being encoded: a part encoded once (a quorum certificate written to
     the store, a frame and a record) is not encoded again. Made only by
-    :func:`encode_once`, so it always holds exactly one canonical value;
-    ``depth`` is that value's nesting depth, so that the depth limit still
-    holds for the value it is embedded in."""
-
-    depth: int
+    :func:`encode_once`, so it always holds exactly one canonical value."""
 
 
-def _get_depth(value: Any) -> int:
-    """How many levels below ``value`` its deepest item lies (0 for a scalar or empty)."""
-    if type(value) is Encoded:
-        return value.depth
-    items = value.values() if isinstance(value, dict) else value
-    if isinstance(value, (list, tuple, dict)) and items:
-        return 1 + max(_get_depth(item) for item in items)
-    return 0
+# An encoded part nests at most this deep and embeds at most MAX_DEPTH minus
+# this deep, so that whatever holds it still decodes within MAX_DEPTH.
+ENCODED_PART_MAX_DEPTH = 8
 
 
 def encode_once(value: Any) -> Encoded:
     """Return the canonical encoding of ``value`` as an :class:`Encoded` part.
 
-    ``encode([x, encode_once(y)]) == encode([x, y])`` for every encodable y,
-    errors (depth and size limits) included.
+    ``encode([x, encode_once(y)]) == encode([x, y])`` whenever both succeed.
+    Raises CodecError if ``value`` nests deeper than ``ENCODED_PART_MAX_DEPTH``;
+    embedding the part deeper than ``MAX_DEPTH - ENCODED_PART_MAX_DEPTH``
+    raises CodecError too.
     """
-    part = Encoded(encode(value))
-    part.depth = _get_depth(value)
-    return part
+    out = bytearray()
+    _encode(out, value, MAX_DEPTH - ENCODED_PART_MAX_DEPTH)
+    return Encoded(_check_size(out))
+
+
+def _check_size(out: bytearray) -> bytes:
+    if len(out) > MAX_ENCODED_SIZE:
+        raise CodecError(f"encoded value is {len(out)} bytes, limit {MAX_ENCODED_SIZE}")
+    return bytes(out)
 
 
 def _put_varint(out: bytearray, n: int) -> None:
@@ -103,7 +102,7 @@ def _encode(out: bytearray, value: Any, depth: int) -> None:
         _put_varint(out, len(raw))
         out += raw
     elif kind is Encoded:
-        if depth + value.depth > MAX_DEPTH:
+        if depth > MAX_DEPTH - ENCODED_PART_MAX_DEPTH:
             raise CodecError("value nested too deeply")
         out += value
     elif value is None:
@@ -142,9 +141,7 @@ def encode(value: Any) -> bytes:
     """Return the canonical encoding of ``value``; raises CodecError if unsupported."""
     out = bytearray()
     _encode(out, value, 0)
-    if len(out) > MAX_ENCODED_SIZE:
-        raise CodecError(f"encoded value is {len(out)} bytes, limit {MAX_ENCODED_SIZE}")
-    return bytes(out)
+    return _check_size(out)
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
