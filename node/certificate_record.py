@@ -44,8 +44,7 @@ def compute_certificate_record(
         decoded.is_exact
         and header.timestamp_ms == decoded.timestamp_ms
         and header.proposer == decoded.proposer
-        and len(block.txs) == len(decoded.raw_txs)
-        and all(tx.raw == raw for tx, raw in zip(block.txs, decoded.raw_txs, strict=True))
+        and [tx.raw for tx in block.txs] == list(decoded.raw_txs)
     )
     if rebuildable:
         return codec.encode([qc.get_encoded_wire()])
