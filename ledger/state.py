@@ -44,6 +44,14 @@ ZERO_DIGEST = bytes(32)
 # decoded record with its key takes 50-950 B (about 450 B on average for the
 # benchmark's mix), so the cache stays under 10 MB however large the state grows.
 DEFAULT_CACHE_SIZE = 20_000
+# Prefixes whose present keys the reader keeps in memory, so that a lookup of
+# a key that does not exist never reaches the store. The unbonding queue is
+# looked up at every height and almost always absent; its keys are few (one
+# per height that has stake maturing, at most ``unbonding_period`` of them,
+# deleted when they mature). A store lookup of a missing key is not free in
+# LevelDB: it is charged to the tables it searched and triggers their
+# compaction.
+INDEXED_PREFIXES: tuple[bytes, ...] = (schema.UNBONDING,)
 _MISSING = object()
 
 
@@ -61,14 +69,30 @@ class StoreReader:
     answers a stale value (the young generation is consulted first and always
     holds the newest write), and a record written but not read yet (a log
     entry, a new asset) takes no place in it until something reads it.
+
+    For each of ``indexed_prefixes`` the reader also keeps the set of keys
+    present in the store (read by one prefix scan at the first lookup, then
+    kept up to date by :meth:`record_commit`) and answers a lookup of any
+    other key under that prefix with None without reading the store. The
+    answer is the store's answer either way; only the store's work differs.
     """
 
-    def __init__(self, store: KVStore, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        store: KVStore,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        indexed_prefixes: tuple[bytes, ...] = INDEXED_PREFIXES,
+    ) -> None:
         require(cache_size >= 2, "the record cache needs room for two generations")
+        require(
+            all(len(p) == 1 for p in indexed_prefixes), "indexed prefixes are single key bytes"
+        )
         self.store = store
         self._young: dict[bytes, Any] = {}
         self._old: dict[bytes, Any] = {}
         self._generation_size = cache_size // 2
+        self._indexed = frozenset(indexed_prefixes)
+        self._present: dict[bytes, set[bytes]] = {}
 
     def __len__(self) -> int:
         return len(self._young) + len(self._old)
@@ -80,10 +104,24 @@ class StoreReader:
             return value
         value = self._old.get(key, _MISSING)
         if value is _MISSING:
+            prefix = key[:1]
+            if prefix in self._indexed and key not in self._get_present(prefix):
+                return None
             raw = self.store.get(key)
             value = None if raw is None else decode_record(key, raw)
         self._remember(key, value)
         return value
+
+    def _get_present(self, prefix: bytes) -> set[bytes]:
+        present = self._present.get(prefix)
+        if present is None:
+            present = {key for key, _ in self.store.iterate(prefix)}
+            self._present[prefix] = present
+        return present
+
+    def get_indexed_key_count(self) -> int:
+        """Return how many present keys the reader holds for its indexed prefixes."""
+        return sum(len(keys) for keys in self._present.values())
 
     def _remember(self, key: bytes, value: Any) -> None:
         if len(self._young) >= self._generation_size:
@@ -92,10 +130,19 @@ class StoreReader:
 
     def record_commit(self, writes: dict[bytes, Any]) -> None:
         """Update the cached records among ``writes`` (just written to the store);
-        records not cached stay out of the cache."""
+        records not cached stay out of the cache. Keeps the key sets of the
+        indexed prefixes equal to the store's."""
+        present = self._present
         for key, value in writes.items():
             if key in self._young or key in self._old:
                 self._remember(key, value)
+            if present:
+                keys = present.get(key[:1])
+                if keys is not None:
+                    if value is None:
+                        keys.discard(key)
+                    else:
+                        keys.add(key)
 
     def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, Any]]:
         """Yield decoded ``(key, record)`` pairs under ``prefix`` from the store."""

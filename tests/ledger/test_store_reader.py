@@ -81,3 +81,58 @@ def test_cache_agrees_with_the_store_under_random_commits_and_reads() -> None:
             key = _key(rng.randrange(30))
             assert reader.get(key) == truth.get(key), f"step {step}"
         assert len(reader) <= 8
+
+
+def _unbonding(height: int) -> bytes:
+    return schema.unbonding_key(height)
+
+
+def test_lookups_of_absent_unbonding_keys_never_reach_the_store() -> None:
+    store = CountingStore()
+    store.write({_unbonding(5): encode_record(_unbonding(5), [])})
+    reader = StoreReader(store, cache_size=100)
+    for height in range(1, 1_000):
+        if height != 5:
+            assert reader.get(_unbonding(height)) is None
+    assert store.reads == 0  # one prefix scan found the only key
+    assert reader.get(_unbonding(5)) == []
+    assert store.reads == 1
+    assert reader.get_indexed_key_count() == 1
+
+
+def test_unbonding_index_follows_commits() -> None:
+    store = CountingStore()
+    reader = StoreReader(store, cache_size=100)
+    assert reader.get(_unbonding(10)) is None  # builds the (empty) index
+    entries = [[bytes(32), bytes(32), 7]]
+    store.write({_unbonding(10): encode_record(_unbonding(10), entries)})
+    reader.record_commit({_unbonding(10): entries})
+    assert reader.get(_unbonding(10)) == entries
+    store.write({_unbonding(10): None})
+    reader.record_commit({_unbonding(10): None})
+    assert reader.get(_unbonding(10)) is None
+    assert reader.get_indexed_key_count() == 0
+
+
+def test_indexed_reader_agrees_with_the_store_under_random_commits_and_reads() -> None:
+    rng = random.Random(12)
+    store = MemoryStore()
+    reader = StoreReader(store, cache_size=8)
+    truth: dict[bytes, list[list[object]]] = {}
+    for step in range(5_000):
+        if rng.random() < 0.4:
+            writes: dict[bytes, list[list[object]] | None] = {}
+            for _ in range(2):
+                key = _unbonding(rng.randrange(40))
+                writes[key] = None if rng.random() < 0.5 else [[bytes(32), bytes(32), step]]
+            store.write({k: None if v is None else encode_record(k, v) for k, v in writes.items()})
+            reader.record_commit(dict(writes))
+            for key, value in writes.items():
+                if value is None:
+                    truth.pop(key, None)
+                else:
+                    truth[key] = value
+        else:
+            key = _unbonding(rng.randrange(40))
+            assert reader.get(key) == truth.get(key), f"step {step}"
+    assert reader.get_indexed_key_count() == len(truth)
