@@ -733,6 +733,7 @@ def compute_step_summary(step: StepData, names: list[str], roles: list[str]) -> 
     gen_cpu = (window[-1].self_cpu_us - window[0].self_cpu_us) if len(window) >= 2 else 0
     host_busy = compute_busy_share(window[0].host_cpu, window[-1].host_cpu) if window else None
     memory = _memory(step.samples, names)
+    waits = compute_runqueue_wait_shares(window, names)
     return {
         "offered_rate": step.rate,
         "duration_s": step.duration_s,
@@ -793,6 +794,13 @@ def compute_step_summary(step: StepData, names: list[str], roles: list[str]) -> 
         ),
         "generator_cpu_share": (gen_cpu / 1e6 / window_s) if window_s else None,
         "host_cpu_busy_share": host_busy,
+        "runqueue_wait_share_by_node": waits,
+        "runqueue_wait_share_pbft": _mean(
+            [v for n, v in waits.items() if roles[names.index(n)] == "pbft"]
+        ),
+        "runqueue_wait_share_pos": _mean(
+            [v for n, v in waits.items() if roles[names.index(n)] == "pos"]
+        ),
         "memory": memory,
         "series": _series(step, confirm_times, send_for_confirm, confirm),
         "samples": samples,
@@ -869,6 +877,20 @@ def _window_throughput_cpu(
         if a is not None and b is not None and confirmed > 0:
             cpu[name] = (b.cpu_us - a.cpu_us) / confirmed
     return confirmed / seconds, cpu, seconds
+
+
+def compute_runqueue_wait_shares(window: list[Sample], names: list[str]) -> dict[str, float]:
+    """Return, per node, the share of the window's wall time its main thread (the
+    event loop) spent runnable but waiting for a CPU. Nodes without a reading at
+    both ends of the window (or without schedstat) are left out."""
+    shares: dict[str, float] = {}
+    if len(window) < 2 or window[-1].t <= window[0].t:
+        return shares
+    seconds = window[-1].t - window[0].t
+    for name, a, b in zip(names, window[0].procs, window[-1].procs, strict=True):
+        if a is not None and b is not None and a.wait_us is not None and b.wait_us is not None:
+            shares[name] = (b.wait_us - a.wait_us) / 1e6 / seconds
+    return shares
 
 
 def _memory(samples: list[Sample], names: list[str]) -> dict[str, Any]:

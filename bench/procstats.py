@@ -2,8 +2,10 @@
 
 CPU is utime + stime of one process (field 14 + 15 of ``/proc/PID/stat``),
 converted from clock ticks to microseconds. Resident memory is ``VmRSS`` and
-the lifetime peak ``VmHWM`` from ``/proc/PID/status``, in KiB. Every reader
-returns None for a process that has gone, never raises for that.
+the lifetime peak ``VmHWM`` from ``/proc/PID/status``, in KiB. Run-queue wait
+is the time the process's main thread (a node's event loop) was runnable but
+waiting for a CPU (field 2 of ``/proc/PID/schedstat``, nanoseconds). Every
+reader returns None for a process that has gone, never raises for that.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ _TICK_US = 1_000_000 // os.sysconf("SC_CLK_TCK")
 
 @dataclass(frozen=True)
 class ProcSample:
-    """One reading of a process: CPU microseconds so far, RSS and peak RSS in KiB."""
+    """One reading of a process: CPU microseconds so far, RSS and peak RSS in KiB,
+    and the main thread's run-queue wait in microseconds so far (None where the
+    kernel keeps no schedstat)."""
 
     cpu_us: int
     rss_kb: int
     hwm_kb: int
+    wait_us: int | None = None
 
 
 def get_cpu_us(pid: int) -> int | None:
@@ -50,13 +55,27 @@ def get_memory_kb(pid: int) -> tuple[int, int] | None:
     return values["VmRSS:"], values["VmHWM:"]
 
 
+def get_runqueue_wait_us(pid: int) -> int | None:
+    """Return the microseconds the main thread of ``pid`` has spent runnable but
+    waiting for a CPU since it started, or None if the process is gone or the
+    kernel keeps no ``/proc/PID/schedstat``."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            fields = f.read().split()
+    except OSError:
+        return None
+    if len(fields) < 2 or not fields[1].isdigit():
+        return None
+    return int(fields[1]) // 1000
+
+
 def get_sample(pid: int) -> ProcSample | None:
-    """Return CPU and memory of ``pid`` in one reading, or None if it is gone."""
+    """Return CPU, memory and run-queue wait of ``pid`` in one reading, or None if it is gone."""
     cpu = get_cpu_us(pid)
     mem = get_memory_kb(pid)
     if cpu is None or mem is None:
         return None
-    return ProcSample(cpu, mem[0], mem[1])
+    return ProcSample(cpu, mem[0], mem[1], get_runqueue_wait_us(pid))
 
 
 def get_self_cpu_us() -> int:

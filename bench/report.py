@@ -160,6 +160,9 @@ def compute_markdown(report: dict[str, Any]) -> str:
         f"{_f(report.get('generator_cpu_share'), 1, 100, ' %')} |",
         f"| host CPU busy (all cores, whole host) | "
         f"{_f(report.get('host_cpu_busy_share'), 1, 100, ' %')} |",
+        f"| event loop waiting for a CPU (run queue), share of wall time (PBFT / PoS) | "
+        f"{_f(report.get('runqueue_wait_share_pbft'), 1, 100, ' %')} / "
+        f"{_f(report.get('runqueue_wait_share_pos'), 1, 100, ' %')} |",
         f"| generator schedule lag p99 | {_f(report.get('send_lag_p99_ms'))} ms |",
         f"| drained and settled after the load | {report.get('drained')} |",
         f"| all nodes agree (block hash + state digest) | {report.get('agreement')} |",

@@ -251,3 +251,32 @@ def test_tracemalloc_can_be_limited_to_named_nodes() -> None:
     assert is_traced_node(argv, "node13,node03")
     assert not is_traced_node(argv, "node13")
     assert not is_traced_node(["start"], "node03")
+
+
+def test_runqueue_wait_share_is_the_wait_over_the_window_wall_time() -> None:
+    from bench.harness import Sample, compute_runqueue_wait_shares
+    from bench.procstats import ProcSample
+
+    def sample(t: float, waits: list[int | None]) -> Sample:
+        procs = [ProcSample(0, 0, 0, w) for w in waits]
+        return Sample(t, t * 1000, list(procs), 0.0, 0, 0, 0)
+
+    window = [sample(0.0, [1_000_000, 0, None]), sample(10.0, [6_000_000, 0, 5])]
+    shares = compute_runqueue_wait_shares(window, ["a", "b", "c"])
+    assert shares == {"a": 0.5, "b": 0.0}  # c had no reading at the start
+    assert compute_runqueue_wait_shares(window[:1], ["a", "b", "c"]) == {}
+
+
+def test_runqueue_wait_is_read_for_a_live_process_and_none_for_a_gone_one() -> None:
+    import os
+    import subprocess
+
+    from bench.procstats import get_runqueue_wait_us, get_sample
+
+    wait = get_runqueue_wait_us(os.getpid())
+    assert wait is not None and wait >= 0
+    sample = get_sample(os.getpid())
+    assert sample is not None and sample.wait_us is not None and sample.wait_us >= wait
+    child = subprocess.Popen(["true"])
+    child.wait()
+    assert get_runqueue_wait_us(child.pid) is None
