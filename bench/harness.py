@@ -734,6 +734,7 @@ def compute_step_summary(step: StepData, names: list[str], roles: list[str]) -> 
     host_busy = compute_busy_share(window[0].host_cpu, window[-1].host_cpu) if window else None
     memory = _memory(step.samples, names)
     waits = compute_runqueue_wait_shares(window, names)
+    role_of = dict(zip(names, roles, strict=True))
     return {
         "offered_rate": step.rate,
         "duration_s": step.duration_s,
@@ -786,21 +787,13 @@ def compute_step_summary(step: StepData, names: list[str], roles: list[str]) -> 
         "agreement": step.agreement,
         "cpu_us_per_tx_by_node": cpu_by_node,
         "cpu_us_per_tx_per_node": _mean(list(cpu_by_node.values())),
-        "cpu_us_per_tx_pbft": _mean(
-            [v for n, v in cpu_by_node.items() if roles[names.index(n)] == "pbft"]
-        ),
-        "cpu_us_per_tx_pos": _mean(
-            [v for n, v in cpu_by_node.items() if roles[names.index(n)] == "pos"]
-        ),
+        "cpu_us_per_tx_pbft": _mean(_of_role(cpu_by_node, role_of, "pbft")),
+        "cpu_us_per_tx_pos": _mean(_of_role(cpu_by_node, role_of, "pos")),
         "generator_cpu_share": (gen_cpu / 1e6 / window_s) if window_s else None,
         "host_cpu_busy_share": host_busy,
         "runqueue_wait_share_by_node": waits,
-        "runqueue_wait_share_pbft": _mean(
-            [v for n, v in waits.items() if roles[names.index(n)] == "pbft"]
-        ),
-        "runqueue_wait_share_pos": _mean(
-            [v for n, v in waits.items() if roles[names.index(n)] == "pos"]
-        ),
+        "runqueue_wait_share_pbft": _mean(_of_role(waits, role_of, "pbft")),
+        "runqueue_wait_share_pos": _mean(_of_role(waits, role_of, "pos")),
         "memory": memory,
         "series": _series(step, confirm_times, send_for_confirm, confirm),
         "samples": samples,
@@ -816,6 +809,10 @@ def compute_busy_share(first: tuple[int, int] | None, last: tuple[int, int] | No
 
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
+
+
+def _of_role(by_node: dict[str, float], role_of: dict[str, str], role: str) -> list[float]:
+    return [v for n, v in by_node.items() if role_of[n] == role]
 
 
 def _window_samples(step: StepData) -> list[Sample]:
