@@ -55,3 +55,21 @@ def test_tracker_answers_membership_and_commit_latency_without_a_document() -> N
     doc = tracker.get(tx)
     assert doc is not None
     assert tracker.get_commit_latency_ms(tx) == doc["confirmed_ms"] - doc["submitted_ms"] >= 0
+
+
+def test_tracker_forgets_the_earliest_settled_records_beyond_its_bound() -> None:
+    tracker = TxTracker(max_records=100, max_settled=3)
+    hashes = [bytes([i]) * 32 for i in range(6)]
+    for h in hashes:
+        tracker.process_submitted(h)
+    tracker.process_block(1, b"\x01" * 32, [(hashes[0], True, ""), (hashes[1], False, "nonce")])
+    tracker.process_block(2, b"\x02" * 32, [(hashes[2], True, ""), (hashes[3], True, "")])
+    tracker.process_block(3, b"\x03" * 32, [(hashes[4], True, "")])
+    tracker.process_settled(2, 1)  # settles heights 1 and 2: four records, one too many
+    assert len(tracker) == 5 and not tracker.is_tracked(hashes[0])
+    assert [tracker.is_tracked(h) for h in hashes[1:]] == [True] * 5
+    tracker.process_settled(3, 2)
+    assert [tracker.is_tracked(h) for h in hashes] == [False, False, True, True, True, True]
+    pending, confirmed = tracker.get(hashes[5]), tracker.get(hashes[4])
+    assert pending is not None and pending["status"] == "pending"  # unsettled stay
+    assert confirmed is not None and confirmed["status"] == "settled"
