@@ -42,8 +42,13 @@ DIGEST_DOMAIN = b"dmchain/state/v1"
 ZERO_DIGEST = bytes(32)
 # Decoded records kept in memory: two generations of half this size each. A
 # decoded record with its key takes 50-950 B (about 450 B on average for the
-# benchmark's mix), so the cache stays under 10 MB however large the state grows.
-DEFAULT_CACHE_SIZE = 20_000
+# benchmark's mix), so the cache stays under 2 MB however large the state
+# grows. What blocks read again and again (accounts, assets, validators,
+# parameters) is a few hundred records; most reads beyond them are requests
+# read twice within seconds (granted, then settled) and never again. With
+# 20,000 records those filled the cache for 20 minutes at 336 tx/s on the
+# 18-node bench (about 1,000 a minute), growing each node by 0.4 MB a minute.
+DEFAULT_CACHE_SIZE = 4_096
 # Prefixes whose present keys the reader keeps in memory, so that a lookup of
 # a key that does not exist never reaches the store. The unbonding queue is
 # looked up at every height and almost always absent; its keys are few (one
