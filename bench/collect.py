@@ -9,7 +9,10 @@ detected from the chain itself, independently of any tracker.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import heapq
+import math
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +20,12 @@ import httpx
 import trio
 
 MAX_NODE_FAILURES = 3
+# While the load runs, a transaction's status is first read this long after it
+# was sent, then again after as long as its age each time until it settled (a
+# node keeps only its most recently settled records, ``node/tracker.py``).
+READ_AGE_MS = 5_000.0
+READ_INTERVAL_S = 2.0
+MAX_READ_PER_ROUND = 20_000
 STATUS_TIMEOUT_S = 10.0
 STATUS_BATCH = 500
 MAX_BLOCKS = 200_000
@@ -130,6 +139,81 @@ async def process_fetch_statuses(
         retry, left_over = sorted(left_over), []
         await fetch_from(fallback, retry)
     return out
+
+
+class SettledReader:
+    """Reads sent transactions' statuses while the load runs, keeping the settled ones.
+
+    A node forgets the earliest of its settled records once it holds more
+    than its bound, so a run longer than a few minutes must read them as it
+    goes. :meth:`process_run` (until cancelled) reads, every
+    :data:`READ_INTERVAL_S`, each admitted transaction that became due: first
+    :data:`READ_AGE_MS` after it was sent, and while it has not settled again
+    after as long as its age. ``settled`` maps plan index -> the status read
+    once it settled; what is missing from it at the end is read afterwards.
+    """
+
+    def __init__(
+        self,
+        urls: list[str],
+        targets: Sequence[tuple[int, bytes]],
+        fallback: int,
+        wanted: Callable[[int], bool],
+    ) -> None:
+        self.urls = urls
+        self.targets = targets
+        self.fallback = fallback
+        self.wanted = wanted
+        self.settled: dict[int, TxStatus] = {}
+        self.rounds = 0
+        self._due: list[tuple[float, int]] = []
+        self._cursor = 0
+
+    def process_sent(
+        self, first: int, outcome: Sequence[str | None], send_ms: Sequence[float]
+    ) -> None:
+        """Queue every wanted admitted transaction from ``first`` on, in plan order, up to
+        the first one not answered yet."""
+        self._cursor = max(self._cursor, first)
+        while self._cursor < len(outcome) and outcome[self._cursor] is not None:
+            i = self._cursor
+            if outcome[i] == "" and self.wanted(i) and not math.isnan(send_ms[i]):
+                heapq.heappush(self._due, (send_ms[i] + READ_AGE_MS, i))
+            self._cursor += 1
+
+    def get_due(self, now_ms: float) -> list[int]:
+        """Return (and take off the queue) the transactions due at ``now_ms``, oldest first."""
+        due: list[int] = []
+        while self._due and self._due[0][0] <= now_ms and len(due) < MAX_READ_PER_ROUND:
+            due.append(heapq.heappop(self._due)[1])
+        return due
+
+    def process_read(
+        self, due: list[int], statuses: list[TxStatus], send_ms: Sequence[float], now_ms: float
+    ) -> None:
+        """Keep the settled statuses; queue the others again after as long as their age."""
+        for i, status in zip(due, statuses, strict=True):
+            if status.settled_ms > 0:
+                self.settled[i] = status
+            else:
+                age = max(READ_AGE_MS, now_ms - send_ms[i])
+                heapq.heappush(self._due, (now_ms + age, i))
+
+    async def process_run(
+        self, first: int, outcome: Sequence[str | None], send_ms: Sequence[float]
+    ) -> None:
+        """Read due statuses every :data:`READ_INTERVAL_S` until cancelled."""
+        while True:
+            await trio.sleep(READ_INTERVAL_S)
+            self.process_sent(first, outcome, send_ms)
+            due = self.get_due(time.time() * 1000)
+            if not due:
+                continue
+            fetched = await process_fetch_statuses(
+                self.urls, [self.targets[i] for i in due], self.fallback
+            )
+            self.process_read(due, fetched, send_ms, time.time() * 1000)
+            self.rounds += 1
 
 
 async def process_fetch_blocks(url: str, first: int, last: int) -> dict[int, dict[str, Any]]:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from bench import loadgen, stats
-from bench.harness import compute_busy_share, compute_saturation
+from bench import collect, loadgen, stats
+from bench.harness import compute_busy_share, compute_saturation, compute_status_sample
 from bench.netns import compute_plan
 from bench.procstats import get_host_cpu_ticks
 from bench.report import REQUIRED_KEYS, compute_markdown, get_missing_keys
@@ -280,3 +280,33 @@ def test_runqueue_wait_is_read_for_a_live_process_and_none_for_a_gone_one() -> N
     child = subprocess.Popen(["true"])
     child.wait()
     assert get_runqueue_wait_us(child.pid) is None
+
+
+def test_status_sample_spreads_the_cap_over_the_measured_plan() -> None:
+    assert compute_status_sample(10, 110, 100) is None
+    sample = compute_status_sample(10, 1010, 100)
+    assert sample is not None and len(sample) == 100
+    assert min(sample) == 10 and max(sample) == 1000 and all(10 <= i < 1010 for i in sample)
+
+
+def test_settled_reader_reads_when_due_and_again_until_settled() -> None:
+    outcome: list[str | None] = ["", "", "refused", "", None, ""]
+    send_ms = [1_000.0, 1_100.0, 1_200.0, 1_300.0, float("nan"), 1_500.0]
+    reader = collect.SettledReader([], [(0, bytes(32))] * 6, 0, lambda i: i != 3)
+    reader.process_sent(1, outcome, send_ms)  # stops at index 4, not answered yet
+    first_due = 1_100.0 + collect.READ_AGE_MS
+    assert reader.get_due(first_due - 1) == []
+    assert reader.get_due(first_due) == [1]  # 0 is warm-up, 2 refused, 3 not wanted
+    pending = collect.TxStatus("confirmed", 1_100, 1_150, 0, 4, "ab")
+    reader.process_read([1], [pending], send_ms, first_due)
+    assert reader.settled == {}
+    age = first_due - 1_100.0
+    assert reader.get_due(first_due + age - 1) == []
+    assert reader.get_due(first_due + age) == [1]  # read again after as long as its age
+    settled = collect.TxStatus("settled", 1_100, 1_150, 1_900, 4, "ab")
+    reader.process_read([1], [settled], send_ms, first_due + age)
+    assert reader.settled == {1: settled} and reader.get_due(1e12) == []
+    outcome[4] = ""
+    send_ms[4] = 1_400.0
+    reader.process_sent(1, outcome, send_ms)
+    assert reader.get_due(1e12) == [4, 5]
