@@ -59,6 +59,11 @@ class NodeMetrics:
             "Transactions forwarded to the leader and sent to every replica after the delay",
             registry=r,
         )
+        self.heap_trim_seconds = Counter(
+            "dmchain_heap_trim_seconds",
+            "Time spent returning free C heap pages to the operating system (node/heap.py)",
+            registry=r,
+        )
         self.bad_frames = Counter("dmchain_bad_frames", "Malformed frames dropped", registry=r)
         self.bad_txs = Counter("dmchain_bad_txs", "Invalid transactions in batches", registry=r)
         self.inbox_dropped = Counter(

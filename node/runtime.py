@@ -75,6 +75,7 @@ from ledger.records import (
 )
 from ledger.store import LevelDBStore
 from ledger.tx import TxKind, compute_signed_tx, decode_tx, get_tx_error, is_valid_tx_signature
+from node import heap
 from node.blobstore import BlobStore
 from node.certificate_record import (
     compute_certificate_record,
@@ -361,6 +362,8 @@ class Node:
                 nursery.start_soon(run_supervised, "tick", self._tick_loop)
                 nursery.start_soon(run_supervised, "sync", self._sync_loop)
                 nursery.start_soon(run_supervised, "flush", self._flush_loop)
+                if heap.is_trim_available():
+                    nursery.start_soon(run_supervised, "heap", self._heap_loop)
                 app = create_app(self)
                 config = self.config
                 await nursery.start(serve_http_app, app, config.http_host, config.http_port)
@@ -875,6 +878,14 @@ class Node:
                 break
             blocks.append((height, payload, qc))
         return blocks
+
+    async def _heap_loop(self) -> None:
+        """Return the C heap's free pages to the OS every TRIM_INTERVAL_S (node/heap.py)."""
+        while True:
+            await trio.sleep(heap.TRIM_INTERVAL_S)
+            started = time.perf_counter()
+            heap.process_trim_heap()
+            self.metrics.heap_trim_seconds.inc(time.perf_counter() - started)
 
     async def _sync_loop(self) -> None:
         """Ask a replica for the blocks above our height.
