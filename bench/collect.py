@@ -88,8 +88,35 @@ async def _request_json(client: httpx.AsyncClient, method: str, path: str, body:
         return None
 
 
+class StatusClients:
+    """One keep-alive HTTP client per node, opened on first use and kept until
+    :meth:`aclose`: building a client costs milliseconds of CPU (an SSL
+    context), taken from the cores the nodes run on."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = urls
+        self._clients: dict[int, httpx.AsyncClient] = {}
+
+    def get(self, node: int) -> httpx.AsyncClient:
+        """Return node ``node``'s client (the same one on every call until closed)."""
+        client = self._clients.get(node)
+        if client is None:
+            client = httpx.AsyncClient(base_url=self.urls[node], timeout=STATUS_TIMEOUT_S)
+            self._clients[node] = client
+        return client
+
+    async def aclose(self) -> None:
+        """Close every client opened so far."""
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            await client.aclose()
+
+
 async def process_fetch_statuses(
-    urls: list[str], wanted: list[tuple[int, bytes]], fallback: int
+    urls: list[str],
+    wanted: list[tuple[int, bytes]],
+    fallback: int,
+    clients: StatusClients | None = None,
 ) -> list[TxStatus]:
     """Return the status of each (node, tx hash) from that node, in order.
 
@@ -97,8 +124,15 @@ async def process_fetch_statuses(
     A node that fails :data:`MAX_NODE_FAILURES` requests in a row (overloaded
     or gone) is given up on; its transactions are then read from node
     ``fallback``, which answers from its ledger receipts (outcome and height,
-    no times).
+    no times). ``clients`` (kept open by the caller) are used if given, else
+    clients are opened for this call and closed at its end.
     """
+    if clients is None:
+        own = StatusClients(urls)
+        try:
+            return await process_fetch_statuses(urls, wanted, fallback, own)
+        finally:
+            await own.aclose()
     out: list[TxStatus] = [UNKNOWN] * len(wanted)
     by_node: dict[int, list[int]] = {}
     for i, (node, _h) in enumerate(wanted):
@@ -129,8 +163,7 @@ async def process_fetch_statuses(
                 left_over.extend(chunk)
 
     async def fetch_from(node: int, indices: list[int]) -> None:
-        async with httpx.AsyncClient(base_url=urls[node], timeout=STATUS_TIMEOUT_S) as client:
-            await fetch_node(client, indices)
+        await fetch_node(clients.get(node), indices)
 
     async with trio.open_nursery() as nursery:
         for node, indices in by_node.items():
@@ -203,17 +236,22 @@ class SettledReader:
         self, first: int, outcome: Sequence[str | None], send_ms: Sequence[float]
     ) -> None:
         """Read due statuses every :data:`READ_INTERVAL_S` until cancelled."""
-        while True:
-            await trio.sleep(READ_INTERVAL_S)
-            self.process_sent(first, outcome, send_ms)
-            due = self.get_due(time.time() * 1000)
-            if not due:
-                continue
-            fetched = await process_fetch_statuses(
-                self.urls, [self.targets[i] for i in due], self.fallback
-            )
-            self.process_read(due, fetched, send_ms, time.time() * 1000)
-            self.rounds += 1
+        clients = StatusClients(self.urls)
+        try:
+            while True:
+                await trio.sleep(READ_INTERVAL_S)
+                self.process_sent(first, outcome, send_ms)
+                due = self.get_due(time.time() * 1000)
+                if not due:
+                    continue
+                fetched = await process_fetch_statuses(
+                    self.urls, [self.targets[i] for i in due], self.fallback, clients
+                )
+                self.process_read(due, fetched, send_ms, time.time() * 1000)
+                self.rounds += 1
+        finally:
+            with trio.CancelScope(shield=True):
+                await clients.aclose()
 
 
 async def process_fetch_blocks(url: str, first: int, last: int) -> dict[int, dict[str, Any]]:
