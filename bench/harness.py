@@ -442,11 +442,12 @@ async def process_step(
     start = trio.current_time()
     observer = cluster.observer
     sampled = compute_status_sample(warm_count, len(plan), opts.status_cap)
+
+    def is_sampled(i: int) -> bool:
+        return sampled is None or i in sampled
+
     reader = collect.SettledReader(
-        cluster.urls,
-        [(tx.node, tx.tx_hash) for tx in plan],
-        observer,
-        lambda i: sampled is None or i in sampled,
+        cluster.urls, [(tx.node, tx.tx_hash) for tx in plan], observer, is_sampled
     )
 
     async def monitor(cancel: trio.CancelScope) -> None:
@@ -524,9 +525,7 @@ async def process_step(
         read_scope.cancel()
     views_after = await _get_views(cluster)
     chosen = [
-        i
-        for i in range(warm_count, len(plan))
-        if sent_log.outcome[i] == "" and (sampled is None or i in sampled)
+        i for i in range(warm_count, len(plan)) if sent_log.outcome[i] == "" and is_sampled(i)
     ]
     statuses = {i: reader.settled[i] for i in chosen if i in reader.settled}
     rest = [i for i in chosen if i not in statuses]

@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
 from collections.abc import Callable
-
-logger = logging.getLogger(__name__)
 
 # How often a node trims: a trim of a 40 MB heap takes well under a
 # millisecond of CPU, and a minute bounds what a node keeps above its use.

@@ -177,7 +177,7 @@ class TxTracker:
         while len(self._settled) > self.max_settled:
             tx_hash = self._settled.popleft()
             record = self._records.get(tx_hash)
-            # a hash submitted again since is a new record: keep it
+            # a hash submitted again since and not settled yet is a new record: keep it
             if record is not None and record.is_settled():
                 del self._records[tx_hash]
 
